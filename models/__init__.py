@@ -1,0 +1,8 @@
+"""Models: encoders (EDSR, RDN), the MLP decoder, LIIF and the MetaSR baseline."""
+from .models import MODELS, make, register
+from . import edsr
+from . import rdn
+from . import mlp
+from . import liif
+from . import metasr
+from .query import query_in_chunks

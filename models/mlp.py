@@ -1,0 +1,35 @@
+"""The decoding function f_theta of LIIF: a plain ReLU MLP."""
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .models import register
+
+
+@register('mlp')
+class MLP(nn.Module):
+    """Linear-ReLU stack applied to the last dimension.
+
+    Args:
+        in_dim: input features.
+        out_dim: output features.
+        hidden_list: widths of the hidden layers.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_list: Sequence[int]):
+        super().__init__()
+        layers = []
+        last = in_dim
+        for hidden in hidden_list:
+            layers.append(nn.Linear(last, hidden))
+            layers.append(nn.ReLU())
+            last = hidden
+        layers.append(nn.Linear(last, out_dim))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_dim) -> (..., out_dim)."""
+        shape = x.shape[:-1]
+        x = self.layers(x.reshape(-1, x.shape[-1]))
+        return x.view(*shape, -1)

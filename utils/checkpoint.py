@@ -1,0 +1,66 @@
+"""Checkpoints in the official LIIF format: {'model': {'name', 'args', 'sd'}, ...}."""
+import os
+import tempfile
+from typing import Any, Dict, Mapping
+
+import torch
+from torch import nn
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """Loads a checkpoint on the CPU without running any pickled code.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: the file is not a readable checkpoint in the official format.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or unsafe files
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"cannot read checkpoint {path}: {first_line}") from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict) \
+            or not {'name', 'sd'} <= set(ckpt['model']):
+        raise ValueError(f"{path} is not a LIIF checkpoint: expected "
+                         "{'model': {'name', 'args', 'sd'}, ...}")
+    return ckpt
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                           what: str = 'model') -> None:
+    """load_state_dict that names every missing, unexpected and mis-shaped key.
+
+    Raises:
+        ValueError: the keys or shapes do not fit `module`.
+    """
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    mis_shaped = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in sorted(set(own) & set(state_dict))
+                  if tuple(own[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or mis_shaped:
+        lines = [f"the checkpoint does not fit the {what}:"]
+        for title, keys in (('missing keys', missing), ('unexpected keys', unexpected),
+                            ('shape mismatches', mis_shaped)):
+            if keys:
+                shown = ', '.join(keys[:20]) + (f' ... ({len(keys)} in all)' if len(keys) > 20 else '')
+                lines.append(f"  {title}: {shown}")
+        raise ValueError('\n'.join(lines))
+    module.load_state_dict(state_dict)
+
+
+def save_atomic(obj: Any, path: str) -> None:
+    """torch.save to a temporary file beside `path`, then rename, so `path` is never half-written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.pth')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
