@@ -1,0 +1,146 @@
+"""Folders of images, optionally paired (LR folder, HR folder)."""
+import json
+import logging
+import os
+import re
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .datasets import register
+from .image_io import IMAGE_EXTENSIONS, read_rgb
+
+logger = logging.getLogger(__name__)
+CACHE_MODES = ('none', 'bin', 'in_memory')
+# EDSR LR file names end in x<scale>: babyx4.png is the LR of baby.png.
+SCALE_SUFFIX = re.compile(r'x\d+$')
+
+
+def list_images(root_path: str, split_file: Optional[str] = None,
+                split_key: Optional[str] = None, first_k: Optional[int] = None) -> List[str]:
+    """Sorted image file names of a folder, or those of `split_file[split_key]`."""
+    if not os.path.isdir(root_path):
+        raise FileNotFoundError(f"image folder not found: {root_path}")
+    if split_file is None:
+        names = sorted(n for n in os.listdir(root_path)
+                       if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
+    else:
+        with open(split_file) as f:
+            splits = json.load(f)
+        if split_key not in splits:
+            raise KeyError(f"split_key '{split_key}' not in {split_file}; "
+                           f"known: {', '.join(sorted(splits))}")
+        names = splits[split_key]
+    if first_k is not None:
+        names = names[:first_k]
+    if not names:
+        raise ValueError(f"no images found in {root_path} (extensions: "
+                         f"{', '.join(IMAGE_EXTENSIONS)})")
+    return names
+
+
+@register('image-folder')
+class ImageFolder(Dataset):
+    """Images of a folder as (3, H, W) float tensors in [0, 1], RGB.
+
+    Args:
+        root_path: the folder.
+        split_file, split_key: a JSON file mapping split names to lists of file names.
+        first_k: keep only the first k files.
+        repeat: length multiplier (one epoch visits each image `repeat` times).
+        cache: 'none' (read each time), 'bin' (decoded .npy files in `_bin_<folder>` beside
+            the folder, written once) or 'in_memory' (decoded once, kept in RAM).
+    """
+
+    def __init__(self, root_path: str, split_file: Optional[str] = None,
+                 split_key: Optional[str] = None, first_k: Optional[int] = None,
+                 repeat: int = 1, cache: str = 'none'):
+        if cache not in CACHE_MODES:
+            raise ValueError(f"unknown cache '{cache}'; expected one of {', '.join(CACHE_MODES)}")
+        self.repeat = repeat
+        self.cache = cache
+        self.names = list_images(root_path, split_file, split_key, first_k)
+        self.paths = [os.path.join(root_path, n) for n in self.names]
+        if cache == 'bin':
+            self.files = [self._bin_file(root_path, p) for p in self.paths]
+        elif cache == 'in_memory':
+            self.files = [read_rgb(p) for p in self.paths]
+        else:
+            self.files = self.paths
+
+    @staticmethod
+    def _bin_file(root_path: str, path: str) -> str:
+        """Decodes `path` once into an .npy file (uint8, H x W x 3); pickle-free."""
+        root = os.path.normpath(root_path)
+        bin_root = os.path.join(os.path.dirname(root), '_bin_' + os.path.basename(root))
+        bin_file = os.path.join(bin_root, os.path.splitext(os.path.basename(path))[0] + '.npy')
+        if not os.path.exists(bin_file):
+            os.makedirs(bin_root, exist_ok=True)
+            img = (read_rgb(path) * 255).round().byte().permute(1, 2, 0).numpy()
+            tmp = bin_file + '.tmp.npy'
+            np.save(tmp, img)
+            os.replace(tmp, bin_file)
+        return bin_file
+
+    def __len__(self) -> int:
+        return len(self.files) * self.repeat
+
+    def path_of(self, idx: int) -> str:
+        """The source file of item `idx`, for error messages."""
+        return self.paths[idx % len(self.paths)]
+
+    def __getitem__(self, idx: int) -> torch.Tensor:
+        x = self.files[idx % len(self.files)]
+        if self.cache == 'none':
+            return read_rgb(x)
+        if self.cache == 'bin':
+            arr = np.load(x, allow_pickle=False)
+            return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float() / 255
+        return x
+
+
+def pair_names(names_1: List[str], names_2: List[str]) -> List[Tuple[int, int]]:
+    """Index pairs matching folder 1 to folder 2 by name.
+
+    A file of folder 1 matches the file of folder 2 with the same stem, or with the stem
+    less an EDSR `x<scale>` suffix. If the names do not match that way, the sorted orders
+    are paired as in the official code (same number of files needed).
+    """
+    stems_2 = {os.path.splitext(n)[0]: j for j, n in enumerate(names_2)}
+    pairs = []
+    for i, name in enumerate(names_1):
+        stem = os.path.splitext(name)[0]
+        j = stems_2.get(stem, stems_2.get(SCALE_SUFFIX.sub('', stem)))
+        if j is None:
+            break
+        pairs.append((i, j))
+    if len(pairs) == len(names_1) == len(names_2):
+        return pairs
+    if len(names_1) != len(names_2):
+        raise ValueError(f"paired folders differ in size ({len(names_1)} vs {len(names_2)} "
+                         "images) and their names do not match one to one")
+    logger.warning('paired folders: names do not match; pairing files in sorted order')
+    return [(i, i) for i in range(len(names_1))]
+
+
+@register('paired-image-folders')
+class PairedImageFolders(Dataset):
+    """(image of folder 1, image of folder 2) pairs, e.g. (LR, HR); args as ImageFolder."""
+
+    def __init__(self, root_path_1: str, root_path_2: str, **kwargs):
+        self.dataset_1 = ImageFolder(root_path_1, **kwargs)
+        self.dataset_2 = ImageFolder(root_path_2, **kwargs)
+        self.pairs = pair_names(self.dataset_1.names, self.dataset_2.names)
+
+    def __len__(self) -> int:
+        return len(self.pairs) * self.dataset_1.repeat
+
+    def path_of(self, idx: int) -> str:
+        i, j = self.pairs[idx % len(self.pairs)]
+        return f"{self.dataset_1.path_of(i)} / {self.dataset_2.path_of(j)}"
+
+    def __getitem__(self, idx: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        i, j = self.pairs[idx % len(self.pairs)]
+        return self.dataset_1[i], self.dataset_2[j]

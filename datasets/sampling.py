@@ -1,0 +1,48 @@
+"""Crop, augmentation and pixel-sampling helpers shared by every wrapper."""
+import random
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from utils.coords import make_cell, to_pixel_samples
+
+
+def random_flips() -> Dict[str, bool]:
+    """Draws the three dihedral flips of the official augmentation (one RNG call each)."""
+    return {'hflip': random.random() < 0.5, 'vflip': random.random() < 0.5,
+            'dflip': random.random() < 0.5}
+
+
+def apply_flips(x: torch.Tensor, hflip: bool, vflip: bool, dflip: bool) -> torch.Tensor:
+    """Flips a (C, H, W) image: rows (hflip), columns (vflip), then transposes (dflip)."""
+    if hflip:
+        x = x.flip(-2)
+    if vflip:
+        x = x.flip(-1)
+    if dflip:
+        x = x.transpose(-2, -1)
+    return x
+
+
+def query_sample(inp: torch.Tensor, hr: torch.Tensor,
+                 sample_q: Optional[int] = None) -> Dict[str, torch.Tensor]:
+    """Turns an (LR, HR) pair into a LIIF training/evaluation sample.
+
+    Args:
+        inp: (3, h, w) LR image in [0, 1].
+        hr: (3, H, W) HR image in [0, 1].
+        sample_q: keep this many HR pixels, drawn without replacement; None keeps all.
+
+    Returns:
+        {'inp': (3, h, w), 'coord': (Q, 2) in (-1, 1) (row, col), 'cell': (Q, 2) = (2/H, 2/W),
+         'gt': (Q, 3) in [0, 1]}.
+    """
+    coord, gt = to_pixel_samples(hr.contiguous())
+    if sample_q is not None:
+        if sample_q > len(coord):
+            raise ValueError(f"sample_q={sample_q} exceeds the {len(coord)} pixels of a "
+                             f"{hr.shape[-2]}x{hr.shape[-1]} HR crop")
+        keep = np.random.choice(len(coord), sample_q, replace=False)
+        coord, gt = coord[keep], gt[keep]
+    return {'inp': inp, 'coord': coord, 'cell': make_cell(coord, hr.shape[-2:]), 'gt': gt}

@@ -1,0 +1,155 @@
+"""Wrappers that turn images into LIIF samples (official semantics, official names)."""
+import math
+import random
+from typing import Optional
+
+from torch.utils.data import Dataset
+
+from .datasets import register
+from .image_io import resize_bicubic
+from .sampling import apply_flips, query_sample, random_flips
+
+# Guards floor(H / s) against float error when s divides H exactly.
+FLOOR_EPS = 1e-9
+
+
+def _source(dataset: Dataset, idx: int) -> str:
+    return dataset.path_of(idx) if hasattr(dataset, 'path_of') else f'item {idx}'
+
+
+@register('sr-implicit-paired')
+class SRImplicitPaired(Dataset):
+    """Samples from (LR, HR) pairs with an integer scale (e.g. the LR_bicubic benchmark files).
+
+    Args:
+        dataset: yields (lr (3, h, w), hr (3, H, W)) pairs.
+        inp_size: LR crop size for training; None uses the whole image, HR cropped at the
+            top-left to (s*h, s*w).
+        augment: random flips and transpose.
+        sample_q: number of HR pixels to keep; None keeps all.
+    """
+
+    def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, augment: bool = False,
+                 sample_q: Optional[int] = None):
+        self.dataset = dataset
+        self.inp_size = inp_size
+        self.augment = augment
+        self.sample_q = sample_q
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int):
+        img_lr, img_hr = self.dataset[idx]
+        s = img_hr.shape[-2] // img_lr.shape[-2]  # integer scale, as the official code assumes
+        if self.inp_size is None:
+            h_lr, w_lr = img_lr.shape[-2:]
+            crop_lr, crop_hr = img_lr, img_hr[:, :h_lr * s, :w_lr * s]
+        else:
+            w_lr = self.inp_size
+            if min(img_lr.shape[-2:]) < w_lr:
+                raise ValueError(f"{_source(self.dataset, idx)}: LR image "
+                                 f"{img_lr.shape[-2]}x{img_lr.shape[-1]} is smaller than "
+                                 f"inp_size {w_lr}")
+            x0 = random.randint(0, img_lr.shape[-2] - w_lr)
+            y0 = random.randint(0, img_lr.shape[-1] - w_lr)
+            crop_lr = img_lr[:, x0:x0 + w_lr, y0:y0 + w_lr]
+            crop_hr = img_hr[:, x0 * s:(x0 + w_lr) * s, y0 * s:(y0 + w_lr) * s]
+        if self.augment:
+            flips = random_flips()
+            crop_lr, crop_hr = apply_flips(crop_lr, **flips), apply_flips(crop_hr, **flips)
+        return query_sample(crop_lr, crop_hr, self.sample_q)
+
+
+@register('sr-implicit-downsampled')
+class SRImplicitDownsampled(Dataset):
+    """Samples made by downsampling HR images at a random continuous scale (Sec. 4.1).
+
+    Args:
+        dataset: yields HR images (3, H, W) in [0, 1].
+        inp_size: LR crop size for training: an HR crop of round(inp_size * s) at a random
+            position is PIL-bicubic resized to inp_size. None: the whole image, HR cropped at
+            the top-left to round(floor(H/s) * s).
+        scale_min, scale_max: s ~ U(scale_min, scale_max); scale_max defaults to scale_min.
+        augment: random flips and transpose, after downsampling.
+        sample_q: number of HR pixels to keep; None keeps all.
+    """
+
+    def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, scale_min: float = 1,
+                 scale_max: Optional[float] = None, augment: bool = False,
+                 sample_q: Optional[int] = None):
+        self.dataset = dataset
+        self.inp_size = inp_size
+        self.scale_min = scale_min
+        self.scale_max = scale_min if scale_max is None else scale_max
+        if not 0 < self.scale_min <= self.scale_max:
+            raise ValueError(f"need 0 < scale_min <= scale_max, got {self.scale_min}, "
+                             f"{self.scale_max}")
+        self.augment = augment
+        self.sample_q = sample_q
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int):
+        img = self.dataset[idx]
+        s = random.uniform(self.scale_min, self.scale_max)
+        if self.inp_size is None:
+            h_lr = math.floor(img.shape[-2] / s + FLOOR_EPS)
+            w_lr = math.floor(img.shape[-1] / s + FLOOR_EPS)
+            crop_hr = img[:, :round(h_lr * s), :round(w_lr * s)]
+            crop_lr = resize_bicubic(crop_hr, (h_lr, w_lr))
+        else:
+            w_lr = self.inp_size
+            w_hr = round(w_lr * s)
+            if min(img.shape[-2:]) < w_hr:
+                raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-2]}x"
+                                 f"{img.shape[-1]} is smaller than the {w_hr}x{w_hr} HR crop "
+                                 f"(inp_size {w_lr} at scale {s:.3f})")
+            x0 = random.randint(0, img.shape[-2] - w_hr)
+            y0 = random.randint(0, img.shape[-1] - w_hr)
+            crop_hr = img[:, x0:x0 + w_hr, y0:y0 + w_hr]
+            crop_lr = resize_bicubic(crop_hr, w_lr)
+        if self.augment:
+            flips = random_flips()
+            crop_lr, crop_hr = apply_flips(crop_lr, **flips), apply_flips(crop_hr, **flips)
+        return query_sample(crop_lr, crop_hr, self.sample_q)
+
+
+@register('sr-implicit-uniform-varied')
+class SRImplicitUniformVaried(Dataset):
+    """(LR, HR) pairs with the HR resized to a size growing linearly over the dataset.
+
+    Used by the official CelebA-HQ validation: item i gets an HR of size
+    round(size_min + (size_max - size_min) * i / (N - 1)).
+
+    Args:
+        dataset: yields (lr, hr) pairs.
+        size_min, size_max: HR size range; size_max defaults to size_min.
+        augment: random horizontal flip.
+        gt_resize: resize the HR to this size afterwards.
+        sample_q: number of HR pixels to keep; None keeps all.
+    """
+
+    def __init__(self, dataset: Dataset, size_min: int, size_max: Optional[int] = None,
+                 augment: bool = False, gt_resize: Optional[int] = None,
+                 sample_q: Optional[int] = None):
+        self.dataset = dataset
+        self.size_min = size_min
+        self.size_max = size_min if size_max is None else size_max
+        self.augment = augment
+        self.gt_resize = gt_resize
+        self.sample_q = sample_q
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, idx: int):
+        img_lr, img_hr = self.dataset[idx]
+        p = idx / max(len(self.dataset) - 1, 1)
+        img_hr = resize_bicubic(img_hr, round(self.size_min + (self.size_max - self.size_min) * p))
+        if self.augment and random.random() < 0.5:
+            img_lr, img_hr = img_lr.flip(-1), img_hr.flip(-1)
+        if self.gt_resize is not None:
+            img_hr = resize_bicubic(img_hr, self.gt_resize)
+        return query_sample(img_lr, img_hr, self.sample_q)

@@ -1,0 +1,135 @@
+"""Models against the official code: reference outputs, state-dict layouts, registry errors."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from conftest import shared_path
+from utils import load_checkpoint
+
+VECTOR_TOLERANCE = 1e-5
+
+
+def vector_cases():
+    with open(shared_path('reference', 'vectors', 'index.json')) as f:
+        return [case['name'] for case in json.load(f)]
+
+
+def checkpoint_of(case: str) -> str:
+    if case.startswith('official_'):
+        return shared_path('pretrained', 'edsr-baseline-liif.pth')
+    stem = 'tiny_liif' if case == 'tiny_liif_x12' else case
+    return shared_path('reference', 'vectors', f'{stem}.pth')
+
+
+def load_case(case: str):
+    data = np.load(shared_path('reference', 'vectors', f'{case}.npz'))
+    model = models.make(load_checkpoint(checkpoint_of(case))['model'], load_sd=True).eval()
+    return model, {k: torch.from_numpy(data[k]) for k in data.files}
+
+
+def layouts():
+    with open(shared_path('reference', 'official_layouts.json')) as f:
+        return sorted(json.load(f).items())
+
+
+def test_every_reference_case_is_tested():
+    # The parametrised test below would silently shrink if index.json could not be read.
+    assert len(vector_cases()) >= 11
+
+
+@pytest.mark.parametrize('case', vector_cases())
+def test_outputs_match_official_reference_vectors(case):
+    model, d = load_case(case)
+    with torch.no_grad():
+        pred = model(d['inp'], d['coord'], d['cell'])
+    assert pred.shape == d['pred'].shape
+    assert (pred - d['pred']).abs().max().item() < VECTOR_TOLERANCE
+
+
+@pytest.mark.parametrize('case', ['official_anisotropic', 'tiny_metasr', 'tiny_liif_no_imnet'])
+def test_official_two_step_api_and_chunked_query_match_forward(case):
+    model, d = load_case(case)
+    with torch.no_grad():
+        model.gen_feat(d['inp'])
+        two_step = model.query_rgb(d['coord'], d['cell'])
+        feat = model.encode(d['inp'])
+        chunked = models.query_in_chunks(model, feat, d['coord'], d['cell'], chunk_size=777)
+    assert (two_step - d['pred']).abs().max().item() < VECTOR_TOLERANCE
+    assert (chunked - d['pred']).abs().max().item() < VECTOR_TOLERANCE
+
+
+@pytest.mark.parametrize('config_name,layout', layouts())
+def test_official_configs_build_official_state_dict_layouts(config_name, layout):
+    with torch.device('meta'):
+        model = models.make(layout['model_spec'])
+    got = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert got == layout['state_dict'], config_name
+
+
+def test_every_official_training_config_layout_is_checked():
+    assert len(layouts()) == 17
+
+
+def test_make_unknown_name_lists_known_names():
+    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: .*edsr, "
+                                         r"edsr-baseline, liif, metasr, mlp, rdn"):
+        models.make({'name': 'edsr_baseline', 'args': {}})
+
+
+def test_make_does_not_mutate_the_spec_and_merges_args():
+    spec = {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [8]}}
+    model = models.make(spec, args={'in_dim': 5})
+    assert spec == {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [8]}}
+    assert model.layers[0].in_features == 5
+
+
+def test_register_duplicate_name_raises():
+    with pytest.raises(ValueError, match="model 'liif' is already registered"):
+        models.register('liif')(object)
+
+
+def test_make_bad_argument_names_the_model():
+    with pytest.raises(ValueError, match="bad args for model 'edsr-baseline'.*n_blocks"):
+        models.make({'name': 'edsr-baseline', 'args': {'n_blocks': 4}})
+
+
+def test_load_sd_with_wrong_keys_names_missing_and_unexpected_keys():
+    spec = load_checkpoint(checkpoint_of('tiny_liif'))['model']
+    sd = dict(spec['sd'])
+    sd['encoder.extra.weight'] = sd.pop('encoder.head.0.weight')
+    with pytest.raises(ValueError, match=r"missing keys: encoder\.head\.0\.weight(.|\n)*"
+                                         r"unexpected keys: encoder\.extra\.weight"):
+        models.make({**spec, 'sd': sd}, load_sd=True)
+
+
+def test_load_sd_with_wrong_shapes_names_the_key():
+    spec = load_checkpoint(checkpoint_of('tiny_liif'))['model']
+    args = {**spec['args'], 'imnet_spec': {'name': 'mlp',
+                                           'args': {'out_dim': 3, 'hidden_list': [16, 32]}}}
+    with pytest.raises(ValueError, match=r"shape mismatches: .*imnet\.layers\.0\.weight: checkpoint \(32, 148\) "
+                                         r"vs model \(16, 148\)"):
+        models.make({**spec, 'args': args}, load_sd=True)
+
+
+def test_liif_with_cell_decode_needs_cell():
+    model, d = load_case('tiny_liif')
+    with pytest.raises(ValueError, match='pass cell'):
+        model(d['inp'], d['coord'], None)
+
+
+@pytest.mark.parametrize('name,scale', [('edsr-baseline', 3), ('edsr-baseline', 4), ('rdn', 4)])
+def test_fixed_scale_encoders_upsample(name, scale):
+    args = {'scale': scale} if name == 'rdn' else {'scale': scale, 'n_resblocks': 1,
+                                                   'n_feats': 8}
+    model = models.make({'name': name, 'args': args})
+    out = model(torch.zeros(1, 3, 5, 7))
+    assert out.shape == (1, 3, 5 * scale, 7 * scale)
+
+
+def test_edsr_rejects_unsupported_scale():
+    with pytest.raises(ValueError, match='EDSR upsampling scale 5 is not supported'):
+        models.make({'name': 'edsr-baseline', 'args': {'scale': 5}})

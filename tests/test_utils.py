@@ -1,0 +1,109 @@
+"""Coordinates, PSNR protocols, configs, devices and checkpoint loading."""
+import math
+import os
+
+import pytest
+import torch
+
+from utils import calc_psnr, load_checkpoint, make_coord, resolve_device, save_atomic
+from utils.config import apply_overrides, load_config, reroot, require
+from utils.metrics import make_metric
+
+
+def test_make_coord_gives_pixel_centres_row_col():
+    coord = make_coord((2, 4), flatten=False)
+    assert coord.shape == (2, 4, 2)
+    assert torch.allclose(coord[:, 0, 0], torch.tensor([-0.5, 0.5]))
+    assert torch.allclose(coord[0, :, 1], torch.tensor([-0.75, -0.25, 0.25, 0.75]))
+    assert make_coord((2, 4)).shape == (8, 2)
+
+
+def test_psnr_rgb_without_shave():
+    hr = torch.zeros(1, 3, 8, 8)
+    assert calc_psnr(hr + 0.1, hr).item() == pytest.approx(20.0, abs=1e-4)
+
+
+def test_psnr_benchmark_uses_y_weights_and_shaves_scale():
+    hr = torch.zeros(1, 3, 12, 12)
+    sr = hr + 0.1
+    sr[..., :2, :] = 1.0  # border rows within the shave of scale 2 must not count
+    y_diff = 0.1 * (65.738 + 129.057 + 25.064) / 256
+    expected = -20 * math.log10(y_diff)
+    assert calc_psnr(sr, hr, dataset='benchmark', scale=2).item() == pytest.approx(expected,
+                                                                                   abs=1e-4)
+
+
+def test_psnr_div2k_shaves_scale_plus_six():
+    hr = torch.zeros(1, 3, 20, 20)
+    sr = hr + 0.1
+    sr[..., :8, :8] = 1.0  # inside the 2 + 6 border
+    assert calc_psnr(sr, hr, dataset='div2k', scale=2).item() == pytest.approx(20.0, abs=1e-4)
+
+
+def test_unknown_eval_type_names_allowed_forms():
+    with pytest.raises(ValueError, match="unknown eval_type 'div2k_4'; expected 'div2k-<scale>'"):
+        make_metric('div2k_4')
+
+
+def test_reroot_moves_only_load_paths():
+    config = {'a': ['./load/benchmark/Set5/HR', './loader/x'], 'b': {'c': './load'}, 'd': 3}
+    out = reroot(config, '/data')
+    assert out == {'a': ['/data/benchmark/Set5/HR', './loader/x'], 'b': {'c': '/data/'}, 'd': 3}
+    assert config['a'][0] == './load/benchmark/Set5/HR'
+
+
+def test_overrides_parse_yaml_and_reject_unknown_keys():
+    config = {'train': {'batch_size': 16}, 'eval_bsize': None}
+    apply_overrides(config, ['train.batch_size=2', 'eval_bsize=1000'])
+    assert config == {'train': {'batch_size': 2}, 'eval_bsize': 1000}
+    with pytest.raises(ValueError, match="unknown key 'train.batchsize'"):
+        apply_overrides(config, ['train.batchsize=2'])
+
+
+def test_config_errors_name_the_file_and_key(tmp_path):
+    with pytest.raises(FileNotFoundError, match='config not found: .*nope.yaml'):
+        load_config(str(tmp_path / 'nope.yaml'))
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('a: [1, 2\n')
+    with pytest.raises(ValueError, match='not valid YAML'):
+        load_config(str(bad))
+    with pytest.raises(KeyError, match="cfg.yaml is missing the required key 'test_dataset'"):
+        require({}, 'test_dataset', 'cfg.yaml')
+
+
+def test_resolve_device_cpu_and_errors():
+    assert resolve_device('cpu') == torch.device('cpu')
+    assert resolve_device('auto').type in ('cpu', 'cuda')
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        resolve_device('tpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA is not available'):
+            resolve_device('cuda')
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ('echo pwned',))
+
+
+def test_load_checkpoint_never_runs_pickled_code(tmp_path):
+    path = tmp_path / 'evil.pth'
+    torch.save({'model': Exploit()}, path)
+    with pytest.raises(ValueError, match='cannot read checkpoint .*evil.pth'):
+        load_checkpoint(str(path))
+
+
+def test_load_checkpoint_rejects_non_liif_files(tmp_path):
+    path = tmp_path / 'weights.pth'
+    torch.save({'state_dict': {}}, path)
+    with pytest.raises(ValueError, match='is not a LIIF checkpoint'):
+        load_checkpoint(str(path))
+    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+        load_checkpoint(str(tmp_path / 'missing.pth'))
+
+
+def test_save_atomic_leaves_no_temporary_file(tmp_path):
+    path = tmp_path / 'ckpt.pth'
+    save_atomic({'model': {'name': 'mlp', 'args': {}, 'sd': {}}}, str(path))
+    assert os.listdir(tmp_path) == ['ckpt.pth']
+    assert load_checkpoint(str(path))['model']['name'] == 'mlp'

@@ -1,0 +1,70 @@
+"""YAML configs: loading, re-rooting of ./load paths, and dotted overrides."""
+import os
+from typing import Any, Dict, Iterable, Optional
+
+import yaml
+
+DEFAULT_DATA_ROOT = './load'
+
+
+def load_config(path: str) -> Dict[str, Any]:
+    """Reads a YAML config with yaml.safe_load.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid YAML, or not a mapping.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config not found: {path}")
+    with open(path) as f:
+        try:
+            config = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ValueError(f"config {path} is not valid YAML: {e}") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"config {path} must be a YAML mapping, got {type(config).__name__}")
+    return config
+
+
+def reroot(config: Any, data_root: Optional[str]) -> Any:
+    """Copy of `config` with every string path under ./load moved under `data_root`."""
+    if data_root is None:
+        return config
+    if isinstance(config, dict):
+        return {k: reroot(v, data_root) for k, v in config.items()}
+    if isinstance(config, list):
+        return [reroot(v, data_root) for v in config]
+    if isinstance(config, str) and (config == DEFAULT_DATA_ROOT
+                                    or config.startswith(DEFAULT_DATA_ROOT + '/')):
+        return os.path.join(data_root, config[len(DEFAULT_DATA_ROOT):].lstrip('/'))
+    return config
+
+
+def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
+    """Applies `key.sub=value` overrides in place; values are parsed as YAML.
+
+    Raises:
+        ValueError: malformed override, or a key path the config does not have.
+    """
+    for item in overrides:
+        if '=' not in item:
+            raise ValueError(f"override '{item}' must look like key.sub=value")
+        key, value = item.split('=', 1)
+        parts = key.split('.')
+        node = config
+        for depth, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"override '{item}': unknown key "
+                                 f"'{'.'.join(parts[:depth + 1])}'")
+            if depth == len(parts) - 1:
+                node[part] = yaml.safe_load(value)
+            else:
+                node = node[part]
+    return config
+
+
+def require(config: Dict[str, Any], key: str, source: str = 'config') -> Any:
+    """config[key], or a KeyError naming the key and the file."""
+    if key not in config:
+        raise KeyError(f"{source} is missing the required key '{key}'")
+    return config[key]
