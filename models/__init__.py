@@ -5,4 +5,4 @@ from . import rdn
 from . import mlp
 from . import liif
 from . import metasr
-from .query import query_in_chunks
+from .query import decode_in_chunks, prepare_query, query_in_chunks

@@ -3,14 +3,16 @@
 An encoder turns the image into a grid of latent codes; the MLP `imnet` decodes the RGB at any
 continuous coordinate from the nearest latent code(s), the relative coordinate and the cell size.
 """
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from utils.coords import make_coord
+from .mlp import MLP
 from .models import make, register
+
 
 # Sec. 3.3 local ensemble: a tiny shift breaks ties when a query sits exactly on the boundary
 # between two latent codes, and coordinates are kept strictly inside (-1, 1).
@@ -41,6 +43,18 @@ def unfold_3x3(feat: torch.Tensor) -> torch.Tensor:
     """
     B, C, h, w = feat.shape
     return F.unfold(feat, 3, padding=1).view(B, C * 9, h, w)
+
+
+class ProjectedFeat(NamedTuple):
+    """Latent codes already multiplied by the decoder's first layer (the fast path).
+
+    rows: (B, h*w, D) first-layer pre-activations of every code, bias included, row-major.
+    index: (1, 1, h, w) float map of each code's row number, sampled to find nearest codes.
+    coord: (h*w, 2) centre of every code, (row, col).
+    """
+    rows: torch.Tensor
+    index: torch.Tensor
+    coord: torch.Tensor
 
 
 @register('liif')
@@ -75,42 +89,68 @@ class LIIF(nn.Module):
         """(B, 3, h, w) normalised image -> (B, C, h, w) latent codes."""
         return self.encoder(inp)
 
+    def _shifts(self):
+        """Offsets (in half latent cells) of the codes blended for each query, and the tie shift."""
+        if self.local_ensemble:
+            return [(-1, -1), (-1, 1), (1, -1), (1, 1)], EPS_SHIFT
+        return [(0, 0)], 0
+
+    @staticmethod
+    def _shifted(coord: torch.Tensor, vx: int, vy: int, h: int, w: int,
+                 eps_shift: float) -> torch.Tensor:
+        """Query moved by (vx, vy) half latent cells (+ tie shift), kept inside (-1, 1)."""
+        coord_ = coord.clone()
+        coord_[:, :, 0] += vx / h + eps_shift
+        coord_[:, :, 1] += vy / w + eps_shift
+        return coord_.clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
+
+    def _check_cell(self, cell: Optional[torch.Tensor]) -> None:
+        if self.cell_decode and cell is None:
+            raise ValueError("this LIIF model decodes with the cell size (cell_decode=True); "
+                             "pass cell")
+
+    @staticmethod
+    def _blend(preds, areas, local_ensemble: bool) -> torch.Tensor:
+        """Eq. 4: each code's prediction weighted by the area of the opposite rectangle."""
+        tot_area = torch.stack(areas).sum(dim=0)
+        if local_ensemble:
+            areas = areas[::-1]
+        ret = 0
+        for pred, area in zip(preds, areas):
+            ret = ret + pred * (area / tot_area).unsqueeze(-1)
+        return ret
+
     def query(self, feat: torch.Tensor, coord: torch.Tensor,
-              cell: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Decodes RGB at continuous coordinates (the paper-faithful path).
+              cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
+        """Decodes RGB at continuous coordinates.
 
         Args:
             feat: (B, C, h, w) latent codes from `encode`.
             coord: (B, Q, 2) query coordinates in (-1, 1), (row, col).
             cell: (B, Q, 2) query cell size (2/H, 2/W); needed when cell_decode is on.
+            impl: 'reference' (the paper-faithful path below) or 'fast' (`project` once,
+                then `query_projected`; same result up to float rounding).
 
         Returns:
             (B, Q, 3) RGB, normalised like the training targets.
         """
+        if impl not in ('reference', 'fast'):
+            raise ValueError(f"unknown impl '{impl}'; expected reference or fast")
+        if impl == 'fast' and self.supports_fast:
+            return self.query_projected(self.project(feat), coord, cell)
         if self.imnet is None:
             return sample_nearest(feat, coord)
-        if self.cell_decode and cell is None:
-            raise ValueError("this LIIF model decodes with the cell size (cell_decode=True); "
-                             "pass cell")
+        self._check_cell(cell)
         if self.feat_unfold:
             feat = unfold_3x3(feat)
-
-        if self.local_ensemble:
-            shifts, eps_shift = [(-1, -1), (-1, 1), (1, -1), (1, 1)], EPS_SHIFT
-        else:
-            shifts, eps_shift = [(0, 0)], 0
         h, w = feat.shape[-2:]
-        # Half the size of one latent cell in [-1, 1] units.
-        rx, ry = 1 / h, 1 / w
         feat_coord = make_coord((h, w), flatten=False, device=feat.device, dtype=feat.dtype)
         feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(feat.shape[0], 2, h, w)
 
+        shifts, eps_shift = self._shifts()
         preds, areas = [], []
         for vx, vy in shifts:
-            coord_ = coord.clone()
-            coord_[:, :, 0] += vx * rx + eps_shift
-            coord_[:, :, 1] += vy * ry + eps_shift
-            coord_.clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
+            coord_ = self._shifted(coord, vx, vy, h, w, eps_shift)
             q_feat = sample_nearest(feat, coord_)
             q_coord = sample_nearest(feat_coord, coord_)
             # Eq. 3: the decoder sees the query relative to its code, in latent-cell units.
@@ -125,20 +165,72 @@ class LIIF(nn.Module):
                 inp = torch.cat([inp, rel_cell], dim=-1)
             preds.append(self.imnet(inp))
             areas.append(torch.abs(rel_coord[:, :, 0] * rel_coord[:, :, 1]) + AREA_EPS)
+        return self._blend(preds, areas, self.local_ensemble)
 
-        tot_area = torch.stack(areas).sum(dim=0)
-        if self.local_ensemble:
-            # Eq. 4: each code is weighted by the area of the rectangle at the opposite corner.
-            areas = areas[::-1]
-        ret = 0
-        for pred, area in zip(preds, areas):
-            ret = ret + pred * (area / tot_area).unsqueeze(-1)
-        return ret
+    # Fast path. The decoder's first layer is linear, and so is feature unfolding, so
+    # first_layer(unfold(feat)) is a 3x3 convolution computed once per latent code; each query
+    # then gathers that projection at its nearest code and adds the small coordinate and cell
+    # terms. Nearest codes are found by sampling a map of row numbers with the same grid_sample
+    # call as the reference, so ties and borders resolve identically.
+
+    @property
+    def supports_fast(self) -> bool:
+        return isinstance(self.imnet, MLP)
+
+    def project(self, feat: torch.Tensor) -> ProjectedFeat:
+        """(B, C, h, w) latent codes -> first-layer projections of every code (fast path)."""
+        first = self.imnet.layers[0]
+        C = feat.shape[1]
+        k = 3 if self.feat_unfold else 1
+        # Unfolded channel c*9 + (3*di + dj) is conv weight [:, c, di, dj].
+        weight = first.weight[:, :C * k * k].reshape(-1, C, k, k)
+        proj = F.conv2d(feat, weight.to(feat.dtype), first.bias.to(feat.dtype), padding=k // 2)
+        B, D, h, w = proj.shape
+        index = torch.arange(h * w, device=feat.device, dtype=torch.float32).view(1, 1, h, w)
+        coord = make_coord((h, w), device=feat.device)
+        return ProjectedFeat(proj.view(B, D, h * w).transpose(1, 2).contiguous(), index, coord)
+
+    def query_projected(self, proj: ProjectedFeat, coord: torch.Tensor,
+                        cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Fast-path query: as `query(..., impl='reference')` from `project(feat)`."""
+        self._check_cell(cell)
+        B, Q = coord.shape[:2]
+        h, w = proj.index.shape[-2:]
+        first = self.imnet.layers[0]
+        n_feat = first.in_features - (4 if self.cell_decode else 2)
+        # Weights of the (relative coordinate, relative cell) inputs, (2 or 4, D).
+        w_small = first.weight[:, n_feat:].t()
+        scale = coord.new_tensor([h, w])
+        rel_cell = cell * scale if self.cell_decode else None
+        rows = proj.rows.reshape(B * h * w, -1)
+        batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
+
+        shifts, eps_shift = self._shifts()
+        preds, areas = [], []
+        for vx, vy in shifts:
+            coord_ = self._shifted(coord, vx, vy, h, w, eps_shift)
+            with torch.autocast(coord.device.type, enabled=False):
+                idx = sample_nearest(proj.index.expand(B, 1, h, w), coord_.float()).view(B, Q)
+            idx = idx.long()
+            rel_coord = (coord - proj.coord[idx]) * scale
+            small = rel_coord if rel_cell is None else torch.cat([rel_coord, rel_cell], dim=-1)
+            q_proj = rows.index_select(0, (idx + batch_offset).view(-1))
+            hidden = torch.addmm(q_proj, small.reshape(B * Q, -1).to(rows.dtype),
+                                 w_small.to(rows.dtype))
+            preds.append(self._decode_hidden(hidden).view(B, Q, -1))
+            areas.append(torch.abs(rel_coord[:, :, 0] * rel_coord[:, :, 1]) + AREA_EPS)
+        return self._blend(preds, areas, self.local_ensemble)
+
+    def _decode_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """imnet after its first linear layer, with ReLUs in place to save memory traffic."""
+        for layer in self.imnet.layers[1:]:
+            x = x.relu_() if isinstance(layer, nn.ReLU) else layer(x)
+        return x
 
     def forward(self, inp: torch.Tensor, coord: torch.Tensor,
-                cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+                cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
         """(B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3); see `query`."""
-        return self.query(self.encode(inp), coord, cell)
+        return self.query(self.encode(inp), coord, cell, impl)
 
     # Official two-step API, kept for compatibility with code written for the official repo.
     # It is the only place a model holds a tensor between calls.
