@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 import datasets
 import models
-from utils import load_checkpoint, resolve_device
+from utils import PRECISIONS, load_checkpoint, resolve_device
 from utils.config import apply_overrides, load_config, reroot, require
 from utils.evaluation import eval_psnr
 
@@ -35,6 +35,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='auto, cpu, cuda or cuda:N (default: %(default)s)')
     parser.add_argument('--num-workers', type=int, default=None,
                         help='data loading processes (default: 4 on CUDA, 0 on CPU)')
+    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
+                        help='query path: fast, or the paper-faithful reference '
+                             '(default: %(default)s)')
+    parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
+                        help='fp32, or bf16/fp16 autocast (default: %(default)s)')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. eval_bsize=10000')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -58,7 +63,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         model = models.make(load_checkpoint(args.model)['model'], load_sd=True).to(device)
         result = eval_psnr(loader, model, device, data_norm=config.get('data_norm'),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
-                           verbose=not args.quiet)
+                           verbose=not args.quiet, impl=args.impl, precision=args.precision)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

@@ -20,6 +20,8 @@ EPS_SHIFT = 1e-6
 BORDER_EPS = 1e-6
 # Keeps ensemble weights positive when a query falls exactly on a latent code.
 AREA_EPS = 1e-9
+# The fast path decodes queries in blocks of this size, so that its activations stay in cache.
+FAST_BLOCK = 4096
 
 
 def sample_nearest(x: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
@@ -184,7 +186,10 @@ class LIIF(nn.Module):
         k = 3 if self.feat_unfold else 1
         # Unfolded channel c*9 + (3*di + dj) is conv weight [:, c, di, dj].
         weight = first.weight[:, :C * k * k].reshape(-1, C, k, k)
-        proj = F.conv2d(feat, weight.to(feat.dtype), first.bias.to(feat.dtype), padding=k // 2)
+        # Kept in float32 even under autocast: it is computed once per code, so it is cheap,
+        # and rounding these 576-term sums to 16 bits would cost most of the precision.
+        with torch.autocast(feat.device.type, enabled=False):
+            proj = F.conv2d(feat.float(), weight.float(), first.bias.float(), padding=k // 2)
         B, D, h, w = proj.shape
         index = torch.arange(h * w, device=feat.device, dtype=torch.float32).view(1, 1, h, w)
         coord = make_coord((h, w), device=feat.device)
@@ -192,8 +197,25 @@ class LIIF(nn.Module):
 
     def query_projected(self, proj: ProjectedFeat, coord: torch.Tensor,
                         cell: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Fast-path query: as `query(..., impl='reference')` from `project(feat)`."""
+        """Fast-path query: as `query(..., impl='reference')` from `project(feat)`.
+
+        Args:
+            proj: from `project(feat)`.
+            coord, cell: (B, Q, 2) as for `query`.
+
+        Returns:
+            (B, Q, 3).
+        """
         self._check_cell(cell)
+        Q = coord.shape[1]
+        if Q <= FAST_BLOCK:
+            return self._query_projected_block(proj, coord, cell)
+        return torch.cat([self._query_projected_block(
+            proj, coord[:, i:i + FAST_BLOCK], None if cell is None else cell[:, i:i + FAST_BLOCK])
+            for i in range(0, Q, FAST_BLOCK)], dim=1)
+
+    def _query_projected_block(self, proj: ProjectedFeat, coord: torch.Tensor,
+                               cell: Optional[torch.Tensor]) -> torch.Tensor:
         B, Q = coord.shape[:2]
         h, w = proj.index.shape[-2:]
         first = self.imnet.layers[0]

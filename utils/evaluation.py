@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from models.query import query_in_chunks
+from .devices import autocast
 from .metrics import Averager, make_metric
 
 IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
@@ -29,7 +30,8 @@ def hr_shape(inp: torch.Tensor, n_queries: int):
 @torch.no_grad()
 def eval_psnr(loader: DataLoader, model: nn.Module, device: torch.device,
               data_norm: Optional[Dict[str, Any]] = None, eval_type: Optional[str] = None,
-              eval_bsize: Optional[int] = None, verbose: bool = False) -> float:
+              eval_bsize: Optional[int] = None, verbose: bool = False, impl: str = 'fast',
+              precision: str = 'fp32') -> float:
     """Mean PSNR (dB) of `model` over `loader`, per image, as the official eval_psnr.
 
     Inputs are normalised with data_norm['inp'], predictions de-normalised with
@@ -39,6 +41,8 @@ def eval_psnr(loader: DataLoader, model: nn.Module, device: torch.device,
         loader: yields {'inp', 'coord', 'cell', 'gt'} batches (see datasets.sampling).
         eval_type: None, 'div2k-<s>' or 'benchmark-<s>' (see utils.metrics).
         eval_bsize: queries per chunk; None queries all at once.
+        impl: 'fast' or 'reference' query path (see models.query).
+        precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder.
     """
     model.eval()
     metric_fn = make_metric(eval_type)
@@ -53,9 +57,10 @@ def eval_psnr(loader: DataLoader, model: nn.Module, device: torch.device,
     for batch in pbar:
         batch = {k: v.to(device) for k, v in batch.items()}
         inp = (batch['inp'] - inp_sub) / inp_div
-        feat = model.encode(inp)
-        pred = query_in_chunks(model, feat, batch['coord'], batch['cell'], eval_bsize)
-        pred = (pred * gt_div + gt_sub).clamp_(0, 1)
+        feat = model.encode(inp)  # float32 always: see utils.devices.autocast
+        with autocast(device, precision):
+            pred = query_in_chunks(model, feat, batch['coord'], batch['cell'], eval_bsize, impl)
+        pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)
         gt = batch['gt']
         if eval_type is not None:  # shaving needs images, not query lists
             H, W = hr_shape(batch['inp'], batch['coord'].shape[1])

@@ -6,6 +6,7 @@ from torch import nn
 
 from models.query import decode_in_chunks, prepare_query
 from .coords import make_coord
+from .devices import autocast
 
 
 def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> torch.Tensor:
@@ -20,7 +21,8 @@ def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> t
 
 @torch.no_grad()
 def render_bands(model: nn.Module, inp: torch.Tensor, size: Tuple[int, int], tile: int,
-                 impl: str = 'fast') -> Iterator[Tuple[int, torch.Tensor]]:
+                 impl: str = 'fast', precision: str = 'fp32'
+                 ) -> Iterator[Tuple[int, torch.Tensor]]:
     """Renders the LIIF of `inp` at `size`, one band of whole rows at a time.
 
     Each band holds at most `tile` queries (at least one row), so neither the coordinate grid
@@ -30,6 +32,8 @@ def render_bands(model: nn.Module, inp: torch.Tensor, size: Tuple[int, int], til
         inp: (1, 3, h, w) normalised input, (x - 0.5) / 0.5.
         size: output (H, W); the per-axis scales H/h and W/w may differ.
         tile: queries per band.
+        impl: 'fast' or 'reference' query path.
+        precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder (the encoder stays fp32).
 
     Yields:
         (first row, (rows, W, 3) float32 CPU tensor in [0, 1], clamped, not quantised).
@@ -41,5 +45,6 @@ def render_bands(model: nn.Module, inp: torch.Tensor, size: Tuple[int, int], til
     for row0 in range(0, H, rows_per_band):
         row1 = min(H, row0 + rows_per_band)
         coord = band_coords(H, W, row0, row1, inp.device)
-        pred = decode_in_chunks(decode, coord, cell_value.expand_as(coord), tile)
+        with autocast(inp.device, precision):
+            pred = decode_in_chunks(decode, coord, cell_value.expand_as(coord), tile)
         yield row0, (pred.float() * 0.5 + 0.5).clamp_(0, 1).view(row1 - row0, W, 3).cpu()

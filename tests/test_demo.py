@@ -1,0 +1,154 @@
+"""demo.py: PSNR equal to test.py's, tiled equals untiled, formats, and one-line errors."""
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import png
+import pytest
+import torch
+from PIL import Image
+
+import demo
+import models
+import test as test_script
+from conftest import REPO, shared_path
+from utils import calc_psnr, load_checkpoint
+from utils.render import render_bands
+
+
+def run_demo(capsys, *argv):
+    code = demo.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def tiny_checkpoint():
+    return shared_path('reference', 'vectors', 'tiny_liif.pth')
+
+
+def write_rgb(path, h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+
+
+def test_butterfly_x4_psnr_equals_test_py(capsys, tmp_path, official_checkpoint):
+    bench = shared_path('data', 'benchmark', 'Set5')
+    root = tmp_path / 'benchmark' / 'Set5'
+    (root / 'HR').mkdir(parents=True)
+    (root / 'LR_bicubic' / 'X4').mkdir(parents=True)
+    shutil.copy(os.path.join(bench, 'HR', 'butterfly.png'), root / 'HR')
+    lr = os.path.join(bench, 'LR_bicubic', 'X4', 'butterflyx4.png')
+    shutil.copy(lr, root / 'LR_bicubic' / 'X4')
+    assert test_script.main(['--config', os.path.join(REPO, 'configs/test/test-set5-4.yaml'),
+                             '--model', official_checkpoint, '--data-root', str(tmp_path),
+                             '--quiet']) == 0
+    expected = float(capsys.readouterr().out.strip().splitlines()[-1].split()[1])
+
+    out = tmp_path / 'butterfly_x4.png'
+    code, stdout, _ = run_demo(capsys, '--input', lr, '--output', str(out), '--scale', '4',
+                               '--model', official_checkpoint, '--quiet')
+    assert code == 0 and str(out) in stdout
+    to_tensor = lambda p: torch.from_numpy(np.array(Image.open(p).convert('RGB'))).permute(
+        2, 0, 1).unsqueeze(0).float() / 255
+    psnr = calc_psnr(to_tensor(out), to_tensor(root / 'HR' / 'butterfly.png'),
+                     dataset='benchmark', scale=4).item()
+    # The demo writes 8-bit images; rounding to 1/255 moves PSNR by a few thousandths of a dB.
+    assert abs(psnr - expected) < 0.01
+
+
+@pytest.mark.parametrize('impl', ['fast', 'reference'])
+def test_tiled_equals_untiled_for_anisotropic_size(impl, official_checkpoint):
+    model = models.make(load_checkpoint(official_checkpoint)['model'], load_sd=True).eval()
+    inp = torch.rand(1, 3, 11, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    size = (29, 47)  # x2.64 by x3.36
+    whole = torch.cat([b for _, b in render_bands(model, inp, size, tile=10 ** 6, impl=impl)])
+    for tile in (47, 100, 13):  # one row, rows plus a remainder, less than a row
+        tiled = torch.cat([b for _, b in render_bands(model, inp, size, tile=tile, impl=impl)])
+        assert tiled.shape == (29, 47, 3)
+        assert (tiled - whole).abs().max().item() < 1e-6
+
+
+def test_gray_input_gives_gray_output(capsys, tmp_path):
+    src = tmp_path / 'gray.png'
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (9, 7), dtype=np.uint8)).save(src)
+    out = tmp_path / 'out.png'
+    assert run_demo(capsys, '--input', str(src), '--output', str(out), '--scale', '2',
+                    '--model', tiny_checkpoint())[0] == 0
+    img = Image.open(out)
+    assert img.mode == 'L' and img.size == (14, 18)
+
+
+def test_rgba_keeps_alpha_upscaled_bicubically(capsys, tmp_path):
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (8, 10, 4), dtype=np.uint8)
+    src = tmp_path / 'rgba.png'
+    Image.fromarray(rgba, 'RGBA').save(src)
+    out = tmp_path / 'out.webp'
+    assert run_demo(capsys, '--input', str(src), '--output', str(out), '--resolution', '20,25',
+                    '--model', tiny_checkpoint())[0] == 0
+    img = Image.open(out)
+    assert img.mode == 'RGBA' and img.size == (25, 20)
+
+
+def test_16_bit_png_stays_16_bit(capsys, tmp_path):
+    rng = np.random.default_rng(2)
+    rgb16 = rng.integers(0, 65536, (6, 5, 3), dtype=np.uint16)
+    src = tmp_path / 'deep.png'
+    with open(src, 'wb') as f:
+        png.Writer(5, 6, greyscale=False, bitdepth=16).write_array(f, rgb16.reshape(-1))
+    out = tmp_path / 'deep_x3.png'
+    assert run_demo(capsys, '--input', str(src), '--output', str(out), '--scale', '3',
+                    '--model', tiny_checkpoint())[0] == 0
+    width, height, rows, info = png.Reader(filename=str(out)).asDirect()
+    values = np.vstack([np.asarray(r) for r in rows])
+    assert (width, height, info['bitdepth'], info['planes']) == (15, 18, 16, 3)
+    assert len(np.unique(values % 256)) > 16  # real 16-bit values, not 8-bit ones scaled
+
+
+@pytest.mark.parametrize('name,argv,message', [
+    ('missing', ['--input', '{tmp}/none.png'], 'input not found'),
+    ('not-image', ['--input', '{tmp}/notes.png'], 'cannot read image'),
+    ('truncated', ['--input', '{tmp}/cut.png'], 'cannot read image'),
+    ('zero', ['--resolution', '0,10'], 'output size must be positive'),
+    ('negative', ['--scale', '-2'], 'must be one or two positive numbers'),
+    ('below-one', ['--scale', '0.5'], 'is below 1'),
+    ('bad-folder', ['--output', '{tmp}/no/such/dir/out.png'], 'output folder does not exist'),
+    ('bad-extension', ['--output', '{tmp}/out.xyz'], "unknown output extension '.xyz'"),
+    ('not-liif', ['--model', '{tmp}/encoder.pth'], "holds a 'edsr-baseline' model, not a LIIF"),
+    ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'cannot read checkpoint'),
+])
+def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, name, argv, message):
+    write_rgb(tmp_path / 'good.png', 8, 8)
+    (tmp_path / 'notes.png').write_text('not an image')
+    data = (tmp_path / 'good.png').read_bytes()
+    (tmp_path / 'cut.png').write_bytes(data[:len(data) // 2])
+    encoder = {'name': 'edsr-baseline', 'args': {'n_resblocks': 1, 'n_feats': 8}}
+    torch.save({'model': {**encoder, 'sd': models.make(encoder).state_dict()}},
+               tmp_path / 'encoder.pth')
+    before = set(os.listdir(tmp_path))
+    defaults = {'--input': str(tmp_path / 'good.png'), '--output': str(tmp_path / 'out.png'),
+                '--model': tiny_checkpoint()}
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    for flag, value in defaults.items():
+        if flag not in argv:
+            argv += [flag, value]
+    code, out, err = run_demo(capsys, *argv)
+    assert code == 2
+    assert err.startswith('error: ') and message in err and err.count('\n') == 1
+    assert set(os.listdir(tmp_path)) == before  # no output, no temporary file
+
+
+def test_default_run_upscales_the_bundled_sample(tmp_path):
+    model = os.path.join(REPO, 'pretrained', 'edsr-baseline-liif.pth')
+    if not os.path.exists(model):
+        if os.environ.get('CI'):
+            pytest.fail(f'{model} missing: scripts/setup.sh fetches it')
+        pytest.skip(f'{model} missing: run scripts/setup.sh')
+    result = subprocess.run([sys.executable, os.path.join(REPO, 'demo.py')], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / 'outputs' / 'astronaut-128_512x512.png'
+    assert f'wrote outputs/astronaut-128_512x512.png' in result.stdout
+    assert Image.open(out).size == (512, 512)
