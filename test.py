@@ -23,11 +23,16 @@ from utils.config import apply_overrides, load_config, reroot, require
 from utils.evaluation import eval_psnr
 
 
+BICUBIC_SPEC = {'name': 'bicubic', 'args': {}, 'sd': {}}
+
+
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='test config (YAML)')
-    parser.add_argument('--model', required=True, help='checkpoint in the official format (.pth)')
+    parser.add_argument('--model', required=True,
+                        help="checkpoint in the official format (.pth), or 'bicubic' for the "
+                             'bicubic-interpolation baseline')
     parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
                         help='folder that replaces ./load in config paths '
                              '(default: $LIIF_DATA_ROOT, else ./load as written)')
@@ -60,7 +65,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             num_workers = 4 if device.type == 'cuda' else 0
         loader = DataLoader(dataset, batch_size=spec.get('batch_size', 1),
                             num_workers=num_workers, pin_memory=device.type == 'cuda')
-        model = models.make(load_checkpoint(args.model)['model'], load_sd=True).to(device)
+        model_spec = BICUBIC_SPEC if args.model == 'bicubic' and not os.path.exists(args.model) \
+            else load_checkpoint(args.model)['model']
+        model = models.make(model_spec, load_sd=True).to(device)
         result = eval_psnr(loader, model, device, data_norm=config.get('data_norm'),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
                            verbose=not args.quiet, impl=args.impl, precision=args.precision)

@@ -11,6 +11,7 @@ from .sampling import apply_flips, query_sample, random_flips
 
 # Guards floor(H / s) against float error when s divides H exactly.
 FLOOR_EPS = 1e-9
+TOO_SMALL_CHOICES = ('error', 'skip')
 
 
 def _source(dataset: Dataset, idx: int) -> str:
@@ -73,11 +74,17 @@ class SRImplicitDownsampled(Dataset):
         scale_min, scale_max: s ~ U(scale_min, scale_max); scale_max defaults to scale_min.
         augment: random flips and transpose, after downsampling.
         sample_q: number of HR pixels to keep; None keeps all.
+        too_small: what an image smaller than the HR crop does: 'error' (name the file and
+            the sizes) or 'skip' (take the next image that fits; not in the official code).
     """
 
     def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, scale_min: float = 1,
                  scale_max: Optional[float] = None, augment: bool = False,
-                 sample_q: Optional[int] = None):
+                 sample_q: Optional[int] = None, too_small: str = 'error'):
+        if too_small not in TOO_SMALL_CHOICES:
+            raise ValueError(f"unknown too_small '{too_small}'; expected one of "
+                             f"{', '.join(TOO_SMALL_CHOICES)}")
+        self.too_small = too_small
         self.dataset = dataset
         self.inp_size = inp_size
         self.scale_min = scale_min
@@ -92,8 +99,19 @@ class SRImplicitDownsampled(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, idx: int):
-        img = self.dataset[idx]
         s = random.uniform(self.scale_min, self.scale_max)
+        for attempt in range(len(self.dataset)):
+            img = self.dataset[(idx + attempt) % len(self.dataset)]
+            if self.inp_size is None or min(img.shape[-2:]) >= round(self.inp_size * s):
+                break
+            if self.too_small == 'error':
+                raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-2]}x"
+                                 f"{img.shape[-1]} is smaller than the {round(self.inp_size * s)}"
+                                 f"x{round(self.inp_size * s)} HR crop (inp_size {self.inp_size} "
+                                 f"at scale {s:.3f}); set too_small: skip to pass over such images")
+        else:
+            raise ValueError(f"no image of the dataset holds a {round(self.inp_size * s)}-pixel "
+                             "HR crop")
         if self.inp_size is None:
             h_lr = math.floor(img.shape[-2] / s + FLOOR_EPS)
             w_lr = math.floor(img.shape[-1] / s + FLOOR_EPS)
@@ -102,10 +120,6 @@ class SRImplicitDownsampled(Dataset):
         else:
             w_lr = self.inp_size
             w_hr = round(w_lr * s)
-            if min(img.shape[-2:]) < w_hr:
-                raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-2]}x"
-                                 f"{img.shape[-1]} is smaller than the {w_hr}x{w_hr} HR crop "
-                                 f"(inp_size {w_lr} at scale {s:.3f})")
             x0 = random.randint(0, img.shape[-2] - w_hr)
             y0 = random.randint(0, img.shape[-1] - w_hr)
             crop_hr = img[:, x0:x0 + w_hr, y0:y0 + w_hr]

@@ -5,4 +5,5 @@ from . import rdn
 from . import mlp
 from . import liif
 from . import metasr
+from . import bicubic
 from .query import decode_in_chunks, prepare_query, query_in_chunks

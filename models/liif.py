@@ -53,10 +53,12 @@ class ProjectedFeat(NamedTuple):
     rows: (B, h*w, D) first-layer pre-activations of every code, bias included, row-major.
     index: (1, 1, h, w) float map of each code's row number, sampled to find nearest codes.
     coord: (h*w, 2) centre of every code, (row, col).
+    image: (B, 3, h, w) input image for the global skip, or None.
     """
     rows: torch.Tensor
     index: torch.Tensor
     coord: torch.Tensor
+    image: Optional[torch.Tensor]
 
 
 @register('liif')
@@ -70,11 +72,17 @@ class LIIF(nn.Module):
         local_ensemble: blend the 4 nearest codes by area (Sec. 3.2).
         feat_unfold: decode from 3x3-unfolded codes (Sec. 3.2).
         cell_decode: give the decoder the query's cell size (Sec. 3.3).
+        global_skip: add the bilinear interpolation of the input image to the decoded RGB, so
+            the network learns only the residual (not in the paper; off in official configs;
+            it adds no parameters). The latent grid from `encode` then carries the input
+            image as its last 3 channels.
     """
 
     def __init__(self, encoder_spec: Dict[str, Any], imnet_spec: Optional[Dict[str, Any]] = None,
-                 local_ensemble: bool = True, feat_unfold: bool = True, cell_decode: bool = True):
+                 local_ensemble: bool = True, feat_unfold: bool = True, cell_decode: bool = True,
+                 global_skip: bool = False):
         super().__init__()
+        self.global_skip = global_skip
         self.local_ensemble = local_ensemble
         self.feat_unfold = feat_unfold
         self.cell_decode = cell_decode
@@ -88,8 +96,22 @@ class LIIF(nn.Module):
             self.imnet = None
 
     def encode(self, inp: torch.Tensor) -> torch.Tensor:
-        """(B, 3, h, w) normalised image -> (B, C, h, w) latent codes."""
-        return self.encoder(inp)
+        """(B, 3, h, w) normalised image -> (B, C, h, w) latent codes (C + 3 with global_skip)."""
+        feat = self.encoder(inp)
+        return torch.cat([feat, inp], dim=1) if self.global_skip else feat
+
+    def _split_skip(self, feat: torch.Tensor):
+        """(latent codes, input image or None) from `encode`'s output."""
+        return (feat[:, :-3], feat[:, -3:]) if self.global_skip else (feat, None)
+
+    @staticmethod
+    def _add_skip(pred: torch.Tensor, image: Optional[torch.Tensor],
+                  coord: torch.Tensor) -> torch.Tensor:
+        if image is None:
+            return pred
+        base = F.grid_sample(image, coord.flip(-1).unsqueeze(1), mode='bilinear',
+                             padding_mode='border', align_corners=False)[:, :, 0, :]
+        return pred + base.permute(0, 2, 1).to(pred.dtype)
 
     def _shifts(self):
         """Offsets (in half latent cells) of the codes blended for each query, and the tie shift."""
@@ -140,8 +162,9 @@ class LIIF(nn.Module):
             raise ValueError(f"unknown impl '{impl}'; expected reference or fast")
         if impl == 'fast' and self.supports_fast:
             return self.query_projected(self.project(feat), coord, cell)
+        feat, image = self._split_skip(feat)
         if self.imnet is None:
-            return sample_nearest(feat, coord)
+            return self._add_skip(sample_nearest(feat, coord), image, coord)
         self._check_cell(cell)
         if self.feat_unfold:
             feat = unfold_3x3(feat)
@@ -167,7 +190,7 @@ class LIIF(nn.Module):
                 inp = torch.cat([inp, rel_cell], dim=-1)
             preds.append(self.imnet(inp))
             areas.append(torch.abs(rel_coord[:, :, 0] * rel_coord[:, :, 1]) + AREA_EPS)
-        return self._blend(preds, areas, self.local_ensemble)
+        return self._add_skip(self._blend(preds, areas, self.local_ensemble), image, coord)
 
     # Fast path. The decoder's first layer is linear, and so is feature unfolding, so
     # first_layer(unfold(feat)) is a 3x3 convolution computed once per latent code; each query
@@ -181,6 +204,7 @@ class LIIF(nn.Module):
 
     def project(self, feat: torch.Tensor) -> ProjectedFeat:
         """(B, C, h, w) latent codes -> first-layer projections of every code (fast path)."""
+        feat, image = self._split_skip(feat)
         first = self.imnet.layers[0]
         C = feat.shape[1]
         k = 3 if self.feat_unfold else 1
@@ -193,7 +217,8 @@ class LIIF(nn.Module):
         B, D, h, w = proj.shape
         index = torch.arange(h * w, device=feat.device, dtype=torch.float32).view(1, 1, h, w)
         coord = make_coord((h, w), device=feat.device)
-        return ProjectedFeat(proj.view(B, D, h * w).transpose(1, 2).contiguous(), index, coord)
+        return ProjectedFeat(proj.view(B, D, h * w).transpose(1, 2).contiguous(), index, coord,
+                             image)
 
     def query_projected(self, proj: ProjectedFeat, coord: torch.Tensor,
                         cell: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -241,7 +266,7 @@ class LIIF(nn.Module):
                                  w_small.to(rows.dtype))
             preds.append(self._decode_hidden(hidden).view(B, Q, -1))
             areas.append(torch.abs(rel_coord[:, :, 0] * rel_coord[:, :, 1]) + AREA_EPS)
-        return self._blend(preds, areas, self.local_ensemble)
+        return self._add_skip(self._blend(preds, areas, self.local_ensemble), proj.image, coord)
 
     def _decode_hidden(self, x: torch.Tensor) -> torch.Tensor:
         """imnet after its first linear layer, with ReLUs in place to save memory traffic."""

@@ -62,7 +62,12 @@ class MetaSR(nn.Module):
         pred = torch.bmm(q_feat.contiguous().view(bs * q, 1, -1), weight)
         return pred.view(bs, q, 3)
 
-    def forward(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    def forward(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
+                impl: str = 'reference') -> torch.Tensor:
+        """(B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3). MetaSR has one query path; `impl`
+        is accepted so that callers can treat every model alike."""
+        if impl not in ('reference', 'fast'):
+            raise ValueError(f"unknown impl '{impl}'; expected reference or fast")
         return self.query(self.encode(inp), coord, cell)
 
     # Official two-step API (compatibility wrapper; holds the features between calls).

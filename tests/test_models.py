@@ -133,3 +133,19 @@ def test_fixed_scale_encoders_upsample(name, scale):
 def test_edsr_rejects_unsupported_scale():
     with pytest.raises(ValueError, match='EDSR upsampling scale 5 is not supported'):
         models.make({'name': 'edsr-baseline', 'args': {'scale': 5}})
+
+
+def test_bicubic_model_matches_pil_float_bicubic_upsampling():
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    img = rng.random((3, 9, 13)).astype(np.float32)
+    H, W = 23, 30   # non-integer, different per axis
+    expected = np.stack([np.asarray(Image.fromarray(c, 'F').resize((W, H), Image.BICUBIC))
+                         for c in img])
+    model = models.make({'name': 'bicubic', 'args': {}})
+    from utils import make_coord
+    coord = make_coord((H, W)).unsqueeze(0)
+    with torch.no_grad():
+        out = model(torch.from_numpy(img).unsqueeze(0), coord)
+    out = out[0].t().reshape(3, H, W).numpy()
+    assert np.abs(out - expected).max() < 1e-5

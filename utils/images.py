@@ -61,7 +61,10 @@ def read_image(path: str) -> ImageData:
             return _split(arr, info['greyscale'], info['alpha'], 16)
         with Image.open(path) as img:
             img.load()
-            gray = img.mode in ('1', 'L', 'LA', 'I', 'I;16')
+            if img.mode in ('I', 'I;16', 'I;16B', 'I;16L'):  # 16-bit grayscale (e.g. TIFF)
+                arr = np.asarray(img).astype(np.int64).clip(0, 65535)[..., None]
+                return _split(arr, True, False, 16)
+            gray = img.mode in ('1', 'L', 'LA')
             has_alpha = img.mode in ('RGBA', 'LA', 'PA', 'RGBa') or 'transparency' in img.info
             arr = np.asarray(img.convert('LA' if gray else 'RGBA'))
         return _split(arr, gray, has_alpha, 8)

@@ -1,0 +1,80 @@
+"""Training speed of a config: iterations per second and peak memory on the current device.
+
+Builds the config's model and optimizer and times full training steps (forward, L1 loss,
+backward, Adam) on random batches of the config's shape (batch_size, inp_size, sample_q), so
+it needs no data set. The first --warmup steps are not timed.
+
+Example:
+  python scripts/bench_train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml \\
+      --device cpu --steps 10
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+from typing import List, Optional
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import models  # noqa: E402
+from train_liif import normalisers, train_step  # noqa: E402
+from utils import resolve_device  # noqa: E402
+from utils.config import apply_overrides, load_config, require  # noqa: E402
+from utils.training import make_optimizer  # noqa: E402
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', required=True, help='training config (YAML)')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--steps', type=int, default=10, help='timed steps (default: 10)')
+    parser.add_argument('--warmup', type=int, default=2, help='untimed steps (default: 2)')
+    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
+                        help='query path (default: %(default)s)')
+    parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='config overrides, e.g. train_dataset.batch_size=4')
+    args = parser.parse_args(argv)
+    config = apply_overrides(load_config(args.config), args.overrides)
+    device = resolve_device(args.device)
+    spec = require(config, 'train_dataset', args.config)
+    wrapper = spec['wrapper']['args']
+    batch_size, inp_size = spec['batch_size'], wrapper['inp_size']
+    sample_q = wrapper.get('sample_q') or round(inp_size * wrapper.get('scale_max', 1)) ** 2
+
+    torch.manual_seed(0)
+    model = models.make(config['model']).to(device).train()
+    optimizer = make_optimizer(model.parameters(), config['optimizer'])
+    norms = normalisers(config.get('data_norm'), device)
+    batch = {'inp': torch.rand(batch_size, 3, inp_size, inp_size, device=device),
+             'coord': torch.rand(batch_size, sample_q, 2, device=device) * 2 - 1,
+             'cell': torch.full((batch_size, sample_q, 2), 2 / (inp_size * 2), device=device),
+             'gt': torch.rand(batch_size, sample_q, 3, device=device)}
+    for _ in range(args.warmup):
+        train_step(model, batch, optimizer, norms, args.impl)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        train_step(model, batch, optimizer, norms, args.impl)
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    if device.type == 'cuda':
+        peak = f'{torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f} MB (CUDA allocator)'
+    else:
+        peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (process RSS)'
+    n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f'config: {args.config}\nmodel: {config["model"]["name"]}, {n_params:.2f}M parameters; '
+          f'batch {batch_size} x {inp_size}x{inp_size} LR, {sample_q} queries; impl {args.impl}\n'
+          f'device: {device}, threads: {torch.get_num_threads()}\n'
+          f'iterations/s: {args.steps / seconds:.3f} ({seconds / args.steps:.3f} s each)\n'
+          f'peak memory: {peak}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

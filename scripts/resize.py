@@ -1,0 +1,84 @@
+"""Resize every image of a folder to square sizes with PIL bicubic (CelebA-HQ preparation).
+
+The official CelebA-HQ recipe: 1024x1024 originals -> 256 -> 128, 64, 32, each smaller size
+made from the 256 version with PIL bicubic. Here for any folder and any list of sizes: the
+first size is made from the originals, every later one from the first. Optionally writes the
+split file the CelebA-HQ configs read (official split: first 29000 images train, rest val).
+
+Example:
+  python scripts/resize.py --src load/celebAHQ/data1024x1024 --out load/celebAHQ \\
+      --sizes 256 128 64 32 --split-json load/celebAHQ/split.json --train-count 29000
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from typing import List, Optional
+
+from PIL import Image
+from tqdm import tqdm
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datasets.image_folder import list_images  # noqa: E402
+
+
+def save_png_atomic(img: Image.Image, path: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-', suffix='.png')
+    os.close(fd)
+    try:
+        img.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def resize_folder(src: str, out: str, sizes: List[int], quiet: bool = False) -> List[str]:
+    """Writes OUT/<size>/<stem>.png for every image and size; returns the output names."""
+    names = list_images(src)
+    for size in sizes:
+        os.makedirs(os.path.join(out, str(size)), exist_ok=True)
+    out_names = []
+    for name in tqdm(names, desc='resize', disable=quiet):
+        stem = os.path.splitext(name)[0] + '.png'
+        with Image.open(os.path.join(src, name)) as img:
+            first = img.convert('RGB').resize((sizes[0], sizes[0]), Image.BICUBIC)
+        save_png_atomic(first, os.path.join(out, str(sizes[0]), stem))
+        for size in sizes[1:]:
+            save_png_atomic(first.resize((size, size), Image.BICUBIC),
+                            os.path.join(out, str(size), stem))
+        out_names.append(stem)
+    return out_names
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--src', required=True, help='folder of original images')
+    parser.add_argument('--out', required=True, help='output folder (gets one subfolder a size)')
+    parser.add_argument('--sizes', type=int, nargs='+', default=[256, 128, 64, 32],
+                        help='square sizes; the first from the originals, the rest from it '
+                             '(default: 256 128 64 32)')
+    parser.add_argument('--split-json', default=None, help='also write a {train, val} split file')
+    parser.add_argument('--train-count', type=int, default=29000,
+                        help='images (in sorted order) in the train split (default: 29000)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    if any(s < 1 for s in args.sizes):
+        print(f"error: sizes must be positive, got {args.sizes}", file=sys.stderr)
+        return 2
+    try:
+        names = resize_folder(args.src, args.out, args.sizes, args.quiet)
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.split_json:
+        with open(args.split_json, 'w') as f:
+            json.dump({'train': names[:args.train_count], 'val': names[args.train_count:]}, f)
+    print(f"wrote {len(names)} images at sizes {args.sizes} under {args.out}")
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

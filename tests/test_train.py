@@ -1,0 +1,220 @@
+"""train_liif.py: resume equals an uninterrupted run, DDP equals one process, every official
+config trains, and bad input is named."""
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+from PIL import Image
+
+import models
+import train_liif
+from conftest import REPO
+from utils import load_checkpoint
+from utils.training import make_optimizer
+
+TINY_MODEL = {'name': 'liif', 'args': {
+    'encoder_spec': {'name': 'edsr-baseline',
+                     'args': {'n_resblocks': 1, 'n_feats': 8, 'no_upsampling': True}},
+    'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}}
+
+
+def write_images(folder, n, size, seed=0):
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        img = rng.integers(0, 256, (size, size + 3 * i, 3), dtype=np.uint8)
+        Image.fromarray(img).save(os.path.join(folder, f'{i:04d}.png'))
+
+
+def tiny_config(tmp_path, root):
+    config = {
+        'train_dataset': {
+            'dataset': {'name': 'image-folder', 'args': {'root_path': str(root), 'repeat': 2}},
+            'wrapper': {'name': 'sr-implicit-downsampled', 'args': {
+                'inp_size': 8, 'scale_max': 3, 'augment': True, 'sample_q': 32}},
+            'batch_size': 2},
+        'val_dataset': {
+            'dataset': {'name': 'image-folder', 'args': {'root_path': str(root)}},
+            'wrapper': {'name': 'sr-implicit-downsampled', 'args': {
+                'inp_size': 8, 'scale_max': 3, 'sample_q': 32}},
+            'batch_size': 2},
+        'data_norm': {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}},
+        'model': TINY_MODEL,
+        'optimizer': {'name': 'adam', 'args': {'lr': 1e-3}},
+        'epoch_max': 3, 'multi_step_lr': {'milestones': [2], 'gamma': 0.5},
+        'epoch_val': 1, 'epoch_save': 2}
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    root = tmp_path / 'hr'
+    write_images(root, 3, 40)
+    return tiny_config(tmp_path, root)
+
+
+def train(tmp_path, config, *extra):
+    return train_liif.main(['--config', config, '--save-dir', str(tmp_path / 'runs'),
+                            '--device', 'cpu', '--quiet', '--seed', '3', *extra])
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, tiny):
+    assert train(tmp_path, tiny, '--name', 'whole') == 0
+    assert train(tmp_path, tiny, '--name', 'split', '--set', 'epoch_max=1') == 0
+    assert train(tmp_path, tiny, '--name', 'split', '--resume') == 0
+    whole = load_checkpoint(str(tmp_path / 'runs/whole/epoch-last.pth'))
+    split = load_checkpoint(str(tmp_path / 'runs/split/epoch-last.pth'))
+    assert whole['epoch'] == split['epoch'] == 3
+    for key, value in whole['model']['sd'].items():
+        assert (value - split['model']['sd'][key]).abs().max().item() < 1e-6, key
+    names = sorted(os.listdir(tmp_path / 'runs/whole'))
+    assert {'config.yaml', 'log.txt', 'epoch-last.pth', 'epoch-2.pth', 'epoch-best.pth',
+            'tensorboard'} <= set(names)
+    assert not [n for n in names if n.startswith('.tmp')]
+    # The checkpoints are in the official format and load as models.
+    model = models.make(whole['model'], load_sd=True)
+    assert whole['optimizer']['name'] == 'adam' and 'sd' in whole['optimizer']
+    assert isinstance(model, models.liif.LIIF)
+
+
+def test_existing_run_needs_resume(tmp_path, tiny, capsys):
+    assert train(tmp_path, tiny, '--name', 'a', '--set', 'epoch_max=1') == 0
+    assert train(tmp_path, tiny, '--name', 'a') == 2
+    assert 'pass --resume' in capsys.readouterr().err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def fixed_batch():
+    g = torch.Generator().manual_seed(0)
+    return {'inp': torch.rand(4, 3, 8, 8, generator=g),
+            'coord': torch.rand(4, 32, 2, generator=g) * 2 - 1,
+            'cell': torch.full((4, 32, 2), 0.1), 'gt': torch.rand(4, 32, 3, generator=g)}
+
+
+def fresh_model_and_optimizer():
+    torch.manual_seed(0)
+    model = models.make(TINY_MODEL)
+    return model, make_optimizer(model.parameters(), {'name': 'adam', 'args': {'lr': 1e-2}})
+
+
+def ddp_worker(rank, world_size, port, out_path):
+    os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    dist.init_process_group('gloo', rank=rank, world_size=world_size)
+    model, optimizer = fresh_model_and_optimizer()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    half = {k: v[rank * 2:(rank + 1) * 2] for k, v in fixed_batch().items()}
+    train_liif.train_step(ddp, half, optimizer, train_liif.normalisers(None, torch.device('cpu')))
+    if rank == 0:
+        torch.save(model.state_dict(), out_path)
+    dist.destroy_process_group()
+
+
+def test_one_ddp_step_on_two_processes_equals_one_single_process_step(tmp_path):
+    out = str(tmp_path / 'ddp.pth')
+    mp.spawn(ddp_worker, args=(2, free_port(), out), nprocs=2, join=True)
+    model, optimizer = fresh_model_and_optimizer()
+    train_liif.train_step(model, fixed_batch(), optimizer,
+                          train_liif.normalisers(None, torch.device('cpu')))
+    ddp_sd = torch.load(out, weights_only=True)
+    changed = False
+    for key, value in model.state_dict().items():
+        assert (value - ddp_sd[key]).abs().max().item() < 1e-5, key
+        changed |= key.startswith('imnet') and not torch.equal(value, fresh_model_and_optimizer()[0].state_dict()[key])
+    assert changed  # the step did move the weights
+
+
+def test_torchrun_trains_on_two_cpu_processes(tmp_path, tiny):
+    torchrun = os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    result = subprocess.run(
+        [torchrun, '--nproc_per_node', '2', '--master_port', str(free_port()),
+         os.path.join(REPO, 'train_liif.py'), '--config', tiny, '--save-dir',
+         str(tmp_path / 'runs'), '--name', 'ddp', '--device', 'cpu', '--quiet',
+         '--set', 'epoch_max=1'], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert '2 process(es)' in result.stdout
+    ckpt = load_checkpoint(str(tmp_path / 'runs/ddp/epoch-last.pth'))
+    assert ckpt['epoch'] == 1 and not any(k.startswith('module.') for k in ckpt['model']['sd'])
+
+
+def official_configs():
+    files = glob.glob(os.path.join(REPO, 'configs', 'train-div2k', '**', '*.yaml'), recursive=True)
+    files += glob.glob(os.path.join(REPO, 'configs', 'train-celebAHQ', '*.yaml'))
+    return sorted(os.path.relpath(f, REPO) for f in files)
+
+
+def test_every_official_training_config_is_present():
+    assert len(official_configs()) == 17
+
+
+@pytest.fixture(scope='module')
+def fake_load(tmp_path_factory):
+    """Tiny stand-ins for DIV2K and CelebA-HQ in the layout the configs expect."""
+    root = tmp_path_factory.mktemp('load')
+    write_images(root / 'div2k' / 'DIV2K_train_HR', 1, 72)
+    write_images(root / 'div2k' / 'DIV2K_valid_HR', 1, 72)
+    for size in (128, 256):
+        write_images(root / 'celebAHQ' / str(size), 2, 72)
+    (root / 'celebAHQ' / 'split.json').write_text(
+        json.dumps({'train': ['0000.png'], 'val': ['0001.png']}))
+    return root
+
+
+@pytest.mark.parametrize('config', official_configs())
+def test_official_config_runs_one_training_iteration(tmp_path, fake_load, config):
+    with open(os.path.join(REPO, config)) as f:
+        cfg = yaml.safe_load(f)
+    overrides = ['train_dataset.batch_size=1', 'train_dataset.wrapper.args.inp_size=8',
+                 'train_dataset.wrapper.args.sample_q=16', 'epoch_max=1', 'val_dataset=null']
+    if 'repeat' in cfg['train_dataset']['dataset']['args']:
+        overrides.append('train_dataset.dataset.args.repeat=1')
+    assert train_liif.main(['--config', os.path.join(REPO, config), '--data-root', str(fake_load),
+                            '--save-dir', str(tmp_path), '--device', 'cpu', '--quiet',
+                            '--set', *overrides]) == 0
+    name = os.path.splitext(os.path.basename(config))[0]
+    ckpt = load_checkpoint(str(tmp_path / name / 'epoch-last.pth'))
+    expected = {k: list(v.shape) for k, v in models.make(cfg['model']).state_dict().items()}
+    assert {k: list(v.shape) for k, v in ckpt['model']['sd'].items()} == expected
+
+
+@pytest.mark.parametrize('problem,message', [
+    ('missing-key', "is missing the required key 'optimizer'"),
+    ('empty-folder', 'no images found in'),
+    ('missing-folder', 'image folder not found'),
+    ('corrupt-image', 'cannot read image .*0000.png'),
+])
+def test_bad_input_names_the_problem(tmp_path, capsys, problem, message):
+    root = tmp_path / 'hr'
+    write_images(root, 2, 40)
+    config = yaml.safe_load(open(tiny_config(tmp_path, root)))
+    if problem == 'missing-key':
+        del config['optimizer']
+    elif problem == 'empty-folder':
+        for f in os.listdir(root):
+            os.remove(root / f)
+    elif problem == 'missing-folder':
+        config['train_dataset']['dataset']['args']['root_path'] = str(tmp_path / 'nowhere')
+    else:
+        (root / '0000.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump(config))
+    assert train(tmp_path, str(path), '--set', 'epoch_max=1') == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ')
+    import re
+    assert re.search(message, err), err

@@ -1,0 +1,263 @@
+"""Train LIIF (or a baseline) from a YAML config: self-supervised SR at random scales.
+
+Config keys (the official ones):
+  train_dataset, val_dataset: {dataset: spec, wrapper: spec, batch_size}; val_dataset optional
+  model: model spec;  optimizer: {name: adam|sgd, args}
+  data_norm: {inp: {sub, div}, gt: {sub, div}} (optional; identity when absent)
+  epoch_max;  multi_step_lr: {milestones, gamma} (optional)
+  epoch_val, epoch_save: validate / keep epoch-<N>.pth every N epochs (optional)
+  eval_type, eval_bsize: validation protocol (optional; see test.py)
+batch_size is the global batch: under torchrun each of the N processes takes batch_size / N.
+
+The run folder (--save-dir/--name, default save/<config name>) gets config.yaml, log.txt,
+tensorboard logs, epoch-last.pth every epoch, epoch-<N>.pth every epoch_save epochs and
+epoch-best.pth at the best validation PSNR, in the official checkpoint format; --resume
+continues from epoch-last.pth with model, optimizer, scheduler, epoch and RNG states.
+
+Examples:
+  python train_liif.py --config configs/train-t91/train_t91_small-liif.yaml --data-root ../shared/data
+  torchrun --nproc_per_node 2 train_liif.py --config configs/train-div2k/train_edsr-baseline-liif.yaml
+"""
+import argparse
+import copy
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import datasets
+import models
+from utils import Averager, load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
+from utils.config import apply_overrides, load_config, reroot, require
+from utils.evaluation import IDENTITY_NORM, eval_psnr
+from utils.training import (Distributed, make_optimizer, mean_over_ranks, rng_state,
+                            seed_everything, set_rng_state, unwrap, worker_init_fn)
+
+logger = logging.getLogger('train')
+REQUIRED_KEYS = ('train_dataset', 'model', 'optimizer', 'epoch_max')
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', required=True, help='training config (YAML)')
+    parser.add_argument('--name', default=None, help='run name (default: the config file name)')
+    parser.add_argument('--save-dir', default='save', help='parent of run folders (default: save)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from <run folder>/epoch-last.pth')
+    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto)')
+    parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
+                        help='folder that replaces ./load in config paths (default: $LIIF_DATA_ROOT)')
+    parser.add_argument('--num-workers', type=int, default=None,
+                        help='data loading processes per rank (default: 4 on CUDA, 0 on CPU)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (float16 autocast + grad scaling), CUDA only')
+    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
+                        help='query path for training and validation (default: %(default)s)')
+    parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
+                        help='config overrides, e.g. train_dataset.batch_size=8')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    return parser.parse_args(argv)
+
+
+def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Distributed,
+                num_workers: int, device: torch.device, seed: int) -> DataLoader:
+    dataset = datasets.make(require(spec, 'dataset', source))
+    dataset = datasets.make(require(spec, 'wrapper', source), args={'dataset': dataset})
+    batch_size = require(spec, 'batch_size', source)
+    sampler = None
+    if train and distributed.enabled:
+        if batch_size % distributed.world_size:
+            raise ValueError(f"{source}: batch_size {batch_size} is not divisible by the "
+                             f"{distributed.world_size} processes")
+        batch_size //= distributed.world_size
+        sampler = DistributedSampler(dataset, distributed.world_size, distributed.rank,
+                                     shuffle=True, seed=seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
+                      sampler=sampler, num_workers=num_workers, drop_last=False,
+                      pin_memory=device.type == 'cuda', worker_init_fn=worker_init_fn,
+                      persistent_workers=False)
+
+
+def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device):
+    norm = data_norm or IDENTITY_NORM
+    def vec(key, part, shape):
+        return torch.tensor(norm[key][part], dtype=torch.float32, device=device).view(shape)
+    return (vec('inp', 'sub', (1, -1, 1, 1)), vec('inp', 'div', (1, -1, 1, 1)),
+            vec('gt', 'sub', (1, 1, -1)), vec('gt', 'div', (1, 1, -1)))
+
+
+def train_step(model: nn.Module, batch: Dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+               norms, impl: str = 'fast', scaler: Optional[torch.amp.GradScaler] = None) -> float:
+    """One optimisation step: L1 loss between decoded and true RGB, both normalised."""
+    inp_sub, inp_div, gt_sub, gt_div = norms
+    inp = (batch['inp'] - inp_sub) / inp_div
+    gt = (batch['gt'] - gt_sub) / gt_div
+    with torch.autocast(inp.device.type, dtype=torch.float16, enabled=scaler is not None):
+        pred = model(inp, batch['coord'], batch['cell'], impl=impl)
+        loss = nn.functional.l1_loss(pred.float(), gt)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss.item()
+
+
+def setup_logging(run_dir: Optional[str]) -> None:
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if run_dir is not None:
+        handlers.append(logging.FileHandler(os.path.join(run_dir, 'log.txt')))
+    logging.basicConfig(level=logging.INFO, format='%(message)s', handlers=handlers, force=True)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    distributed = Distributed()
+    try:
+        return train(args, distributed)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.close()
+
+
+def train(args: argparse.Namespace, distributed: Distributed) -> int:
+    # --- setup: config, device, run folder, seed ---
+    config = reroot(apply_overrides(load_config(args.config), args.overrides), args.data_root)
+    for key in REQUIRED_KEYS:
+        require(config, key, args.config)
+    device = resolve_device(args.device)
+    if distributed.enabled and device.type == 'cuda':
+        device = torch.device('cuda', distributed.local_rank)
+        torch.cuda.set_device(device)
+    if args.amp and device.type != 'cuda':
+        raise ValueError('--amp needs a CUDA device; it is off by default on the CPU')
+    distributed.init(device)
+    name = args.name or os.path.splitext(os.path.basename(args.config))[0]
+    run_dir = os.path.join(args.save_dir, name)
+    last_path = os.path.join(run_dir, 'epoch-last.pth')
+    if args.resume and not os.path.isfile(last_path):
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+    if not args.resume and os.path.exists(last_path):  # checked on every rank, so all stop
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                         "choose another --name")
+    if distributed.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, 'config.yaml'), 'w') as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+    setup_logging(run_dir if distributed.is_main else None)
+    seed_everything(args.seed + distributed.rank)
+    from tensorboardX import SummaryWriter
+    writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
+
+    # --- data ---
+    num_workers = args.num_workers if args.num_workers is not None else \
+        (4 if device.type == 'cuda' else 0)
+    train_loader = make_loader(config['train_dataset'], f'{args.config}: train_dataset', True,
+                               distributed, num_workers, device, args.seed)
+    val_loader = None
+    if config.get('val_dataset') is not None and distributed.is_main:
+        val_loader = make_loader(config['val_dataset'], f'{args.config}: val_dataset', False,
+                                 distributed, num_workers, device, args.seed)
+    norms = normalisers(config.get('data_norm'), device)
+
+    # --- model, optimizer, schedule ---
+    model = models.make(config['model']).to(device)
+    optimizer = make_optimizer(model.parameters(), config['optimizer'])
+    scheduler = None
+    if config.get('multi_step_lr') is not None:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, **config['multi_step_lr'])
+    epoch_start, best_psnr = 1, -1e18
+    if args.resume:
+        ckpt = load_checkpoint(last_path)
+        load_state_dict_strict(model, ckpt['model']['sd'])
+        optimizer.load_state_dict(ckpt['optimizer']['sd'])
+        if scheduler is not None and ckpt.get('lr_scheduler') is not None:
+            scheduler.load_state_dict(ckpt['lr_scheduler'])
+        epoch_start, best_psnr = ckpt['epoch'] + 1, ckpt.get('best_psnr', best_psnr)
+        rng = ckpt.get('rng', {}).get(distributed.rank)
+        if rng is not None:
+            set_rng_state(rng)
+        logger.info(f'resumed from {last_path} at epoch {ckpt["epoch"]}')
+    scaler = torch.amp.GradScaler('cuda') if args.amp else None
+    if distributed.enabled:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == 'cuda' else None)
+    n_params = sum(p.numel() for p in unwrap(model).parameters())
+    logger.info(f'model: {config["model"]["name"]}, {n_params / 1e6:.2f}M parameters, '
+                f'device {device}, {distributed.world_size} process(es)')
+
+    # --- one loop over epochs ---
+    epoch_max, epoch_val, epoch_save = config['epoch_max'], config.get('epoch_val'), \
+        config.get('epoch_save')
+    for epoch in range(epoch_start, epoch_max + 1):
+        start = time.time()
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        model.train()
+        lr = optimizer.param_groups[0]['lr']
+        losses = Averager()
+        for batch in tqdm(train_loader, leave=False, desc=f'epoch {epoch}',
+                          disable=args.quiet or not distributed.is_main):
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            losses.add(train_step(model, batch, optimizer, norms, args.impl, scaler))
+        if scheduler is not None:
+            scheduler.step()
+        train_loss = mean_over_ranks(losses.item(), losses.n, device, distributed)
+        log = [f'epoch {epoch}/{epoch_max}', f'lr={lr:.2e}', f'train: loss={train_loss:.4f}']
+
+        if distributed.is_main:
+            writer.add_scalar('lr', lr, epoch)
+            writer.add_scalar('loss/train', train_loss, epoch)
+            val_psnr = None
+            if val_loader is not None and epoch_val and epoch % epoch_val == 0:
+                val_psnr = eval_psnr(val_loader, unwrap(model), device, config.get('data_norm'),
+                                     config.get('eval_type'), config.get('eval_bsize'),
+                                     verbose=not args.quiet, impl=args.impl)
+                log.append(f'val: psnr={val_psnr:.4f}')
+                writer.add_scalar('psnr/val', val_psnr, epoch)
+            if val_psnr is not None and val_psnr > best_psnr:
+                best_psnr = val_psnr
+            sv = checkpoint(config, unwrap(model), optimizer, scheduler, epoch, best_psnr,
+                            distributed)
+            save_atomic(sv, last_path)
+            if epoch_save and epoch % epoch_save == 0:
+                save_atomic(sv, os.path.join(run_dir, f'epoch-{epoch}.pth'))
+            if val_psnr is not None and val_psnr == best_psnr:
+                save_atomic(sv, os.path.join(run_dir, 'epoch-best.pth'))
+            log.append(f'{time.time() - start:.1f}s')
+            logger.info(', '.join(log))
+            writer.flush()
+        distributed.barrier()
+    if writer is not None:
+        writer.close()
+    return 0
+
+
+def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler, epoch: int, best_psnr: float, distributed: Distributed) -> Dict[str, Any]:
+    """The official checkpoint format, plus the scheduler, best PSNR and RNG states."""
+    model_spec = copy.deepcopy(config['model'])
+    model_spec['sd'] = model.state_dict()
+    optimizer_spec = copy.deepcopy(config['optimizer'])
+    optimizer_spec['sd'] = optimizer.state_dict()
+    return {'model': model_spec, 'optimizer': optimizer_spec, 'epoch': epoch,
+            'lr_scheduler': None if scheduler is None else scheduler.state_dict(),
+            'best_psnr': best_psnr, 'rng': {distributed.rank: rng_state()}}
+
+
+if __name__ == '__main__':
+    sys.exit(main())
