@@ -13,7 +13,6 @@ import os
 import sys
 from typing import List, Optional
 
-import torch
 from torch.utils.data import DataLoader
 
 import datasets

@@ -36,7 +36,7 @@ import datasets
 import models
 from utils import Averager, load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
 from utils.config import apply_overrides, load_config, reroot, require
-from utils.evaluation import IDENTITY_NORM, eval_psnr
+from utils.evaluation import eval_psnr, normalisers
 from utils.training import (Distributed, make_optimizer, mean_over_ranks, rng_state,
                             seed_everything, set_rng_state, unwrap, worker_init_fn)
 
@@ -85,14 +85,6 @@ def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Dis
                       sampler=sampler, num_workers=num_workers, drop_last=False,
                       pin_memory=device.type == 'cuda', worker_init_fn=worker_init_fn,
                       persistent_workers=False)
-
-
-def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device):
-    norm = data_norm or IDENTITY_NORM
-    def vec(key, part, shape):
-        return torch.tensor(norm[key][part], dtype=torch.float32, device=device).view(shape)
-    return (vec('inp', 'sub', (1, -1, 1, 1)), vec('inp', 'div', (1, -1, 1, 1)),
-            vec('gt', 'sub', (1, 1, -1)), vec('gt', 'div', (1, 1, -1)))
 
 
 def train_step(model: nn.Module, batch: Dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,

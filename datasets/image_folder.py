@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from utils.files import atomic_path
 from .datasets import register
 from .image_io import IMAGE_EXTENSIONS, read_rgb
 
@@ -79,9 +80,8 @@ class ImageFolder(Dataset):
         if not os.path.exists(bin_file):
             os.makedirs(bin_root, exist_ok=True)
             img = (read_rgb(path) * 255).round().byte().permute(1, 2, 0).numpy()
-            tmp = bin_file + '.tmp.npy'
-            np.save(tmp, img)
-            os.replace(tmp, bin_file)
+            with atomic_path(bin_file) as tmp:
+                np.save(tmp, img)
         return bin_file
 
     def __len__(self) -> int:

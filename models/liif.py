@@ -12,6 +12,7 @@ from torch import nn
 from utils.coords import make_coord
 from .mlp import MLP
 from .models import make, register
+from .query import check_impl
 
 
 # Sec. 3.3 local ensemble: a tiny shift breaks ties when a query sits exactly on the boundary
@@ -158,8 +159,7 @@ class LIIF(nn.Module):
         Returns:
             (B, Q, 3) RGB, normalised like the training targets.
         """
-        if impl not in ('reference', 'fast'):
-            raise ValueError(f"unknown impl '{impl}'; expected reference or fast")
+        check_impl(impl)
         if impl == 'fast' and self.supports_fast:
             return self.query_projected(self.project(feat), coord, cell)
         feat, image = self._split_skip(feat)

@@ -11,6 +11,7 @@ from torch import nn
 from utils.coords import make_coord
 from .liif import BORDER_EPS, EPS_SHIFT, sample_nearest, unfold_3x3
 from .models import make, register
+from .query import check_impl
 
 META_HIDDEN = 256
 
@@ -66,8 +67,7 @@ class MetaSR(nn.Module):
                 impl: str = 'reference') -> torch.Tensor:
         """(B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3). MetaSR has one query path; `impl`
         is accepted so that callers can treat every model alike."""
-        if impl not in ('reference', 'fast'):
-            raise ValueError(f"unknown impl '{impl}'; expected reference or fast")
+        check_impl(impl)
         return self.query(self.encode(inp), coord, cell)
 
     # Official two-step API (compatibility wrapper; holds the features between calls).

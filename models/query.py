@@ -8,6 +8,12 @@ IMPLS = ('reference', 'fast')
 Decoder = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
+def check_impl(impl: str) -> None:
+    """ValueError unless `impl` names a query path."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl '{impl}'; expected one of {', '.join(IMPLS)}")
+
+
 def prepare_query(model: nn.Module, feat: torch.Tensor, impl: str = 'reference') -> Decoder:
     """A function (coord, cell) -> RGB decoding from `feat` with the chosen path.
 
@@ -15,8 +21,7 @@ def prepare_query(model: nn.Module, feat: torch.Tensor, impl: str = 'reference')
     call reuses them; models without one (MetaSR, LIIF without a decoder MLP) use their
     reference path.
     """
-    if impl not in IMPLS:
-        raise ValueError(f"unknown impl '{impl}'; expected one of {', '.join(IMPLS)}")
+    check_impl(impl)
     if impl == 'fast' and getattr(model, 'supports_fast', False):
         proj = model.project(feat)
         return lambda coord, cell: model.query_projected(proj, coord, cell)

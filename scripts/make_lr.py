@@ -11,7 +11,6 @@ Example:
 import argparse
 import os
 import sys
-import tempfile
 from typing import List, Optional
 
 import numpy as np
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.image_folder import list_images  # noqa: E402
+from utils.files import atomic_path  # noqa: E402
 from utils.matlab_resize import imresize_down, modcrop  # noqa: E402
 
 
@@ -45,14 +45,8 @@ def make_lr(hr_dir: str, out_dir: str, scales: List[int], overwrite: bool = Fals
                 continue
             os.makedirs(folder, exist_ok=True)
             lr = imresize_down(modcrop(hr, s), s)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.png')
-            os.close(fd)
-            try:
+            with atomic_path(target) as tmp:
                 Image.fromarray(lr[..., 0] if lr.shape[2] == 1 else lr).save(tmp)
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
             written += 1
     return written
 

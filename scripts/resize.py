@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import List, Optional
 
 from PIL import Image
@@ -21,17 +20,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.image_folder import list_images  # noqa: E402
+from utils.files import atomic_path  # noqa: E402
 
 
 def save_png_atomic(img: Image.Image, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-', suffix='.png')
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         img.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def resize_folder(src: str, out: str, sizes: List[int], quiet: bool = False) -> List[str]:

@@ -1,7 +1,6 @@
 """Datasets and wrappers: official sampling semantics and clear errors."""
 import os
 import random
-import shutil
 
 import numpy as np
 import pytest

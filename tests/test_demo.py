@@ -150,5 +150,5 @@ def test_default_run_upscales_the_bundled_sample(tmp_path):
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     out = tmp_path / 'outputs' / 'astronaut-128_512x512.png'
-    assert f'wrote outputs/astronaut-128_512x512.png' in result.stdout
+    assert 'wrote outputs/astronaut-128_512x512.png' in result.stdout
     assert Image.open(out).size == (512, 512)

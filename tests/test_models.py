@@ -1,6 +1,5 @@
 """Models against the official code: reference outputs, state-dict layouts, registry errors."""
 import json
-import math
 
 import numpy as np
 import pytest

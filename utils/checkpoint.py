@@ -1,10 +1,11 @@
 """Checkpoints in the official LIIF format: {'model': {'name', 'args', 'sd'}, ...}."""
 import os
-import tempfile
 from typing import Any, Dict, Mapping
 
 import torch
 from torch import nn
+
+from .files import atomic_path
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
@@ -54,13 +55,5 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
 
 def save_atomic(obj: Any, path: str) -> None:
     """torch.save to a temporary file beside `path`, then rename, so `path` is never half-written."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix='.pth')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

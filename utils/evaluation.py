@@ -14,6 +14,17 @@ from .metrics import Averager, make_metric
 IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
 
 
+def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device):
+    """(inp_sub, inp_div) shaped (1, C, 1, 1) and (gt_sub, gt_div) shaped (1, 1, C) from a
+    config's data_norm: inputs are fed as (x - sub) / div, targets compared the same way."""
+    norm = data_norm or IDENTITY_NORM
+
+    def vec(key, part, shape):
+        return torch.tensor(norm[key][part], dtype=torch.float32, device=device).view(shape)
+    return (vec('inp', 'sub', (1, -1, 1, 1)), vec('inp', 'div', (1, -1, 1, 1)),
+            vec('gt', 'sub', (1, 1, -1)), vec('gt', 'div', (1, 1, -1)))
+
+
 def hr_shape(inp: torch.Tensor, n_queries: int):
     """(H, W) of the HR grid behind Q queries of an (h, w) input, as the official test.py
     infers it (same scale on both axes), checked to cover exactly Q pixels."""
@@ -46,11 +57,7 @@ def eval_psnr(loader: DataLoader, model: nn.Module, device: torch.device,
     """
     model.eval()
     metric_fn = make_metric(eval_type)
-    norm = data_norm or IDENTITY_NORM
-    inp_sub = torch.tensor(norm['inp']['sub'], device=device).view(1, -1, 1, 1)
-    inp_div = torch.tensor(norm['inp']['div'], device=device).view(1, -1, 1, 1)
-    gt_sub = torch.tensor(norm['gt']['sub'], device=device).view(1, 1, -1)
-    gt_div = torch.tensor(norm['gt']['div'], device=device).view(1, 1, -1)
+    inp_sub, inp_div, gt_sub, gt_div = normalisers(data_norm, device)
 
     result = Averager()
     pbar = tqdm(loader, leave=False, desc='val', disable=not verbose)

@@ -1,11 +1,12 @@
 """Image files for the demo: 8- and 16-bit, grayscale or colour, with or without alpha."""
 import os
-import tempfile
 from typing import NamedTuple, Optional
 
 import numpy as np
 import png  # pypng: 16-bit colour PNG, which Pillow reads and writes at 8 bits only
 from PIL import Image, UnidentifiedImageError
+
+from .files import atomic_path
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # Byte offset of the bit depth in a PNG file: signature (8), chunk length and type (8),
@@ -97,25 +98,17 @@ def write_image(path: str, samples: np.ndarray, bits: int) -> None:
     """
     fmt = output_format(path)
     planes = samples.shape[2]
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-', suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            if bits == 16:
-                if fmt != 'PNG':
-                    raise ValueError(f'16-bit output needs a .png file, got {path}')
-                H, W = samples.shape[:2]
-                writer = png.Writer(W, H, greyscale=planes <= 2, alpha=planes in (2, 4),
-                                    bitdepth=16)
-                writer.write_array(f, samples.astype(np.uint16).reshape(-1))
-            else:
-                if fmt in ('JPEG', 'BMP') and planes in (2, 4):
-                    samples = samples[..., :planes - 1]
-                img = Image.fromarray(samples.astype(np.uint8).squeeze(2) if samples.shape[2] == 1
-                                      else samples.astype(np.uint8))
-                img.save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        if bits == 16:
+            if fmt != 'PNG':
+                raise ValueError(f'16-bit output needs a .png file, got {path}')
+            H, W = samples.shape[:2]
+            writer = png.Writer(W, H, greyscale=planes <= 2, alpha=planes in (2, 4),
+                                bitdepth=16)
+            writer.write_array(f, samples.astype(np.uint16).reshape(-1))
+        else:
+            if fmt in ('JPEG', 'BMP') and planes in (2, 4):
+                samples = samples[..., :planes - 1]
+            img = Image.fromarray(samples.astype(np.uint8).squeeze(2) if samples.shape[2] == 1
+                                  else samples.astype(np.uint8))
+            img.save(f, format=fmt)
