@@ -107,3 +107,15 @@ def test_save_atomic_leaves_no_temporary_file(tmp_path):
     save_atomic({'model': {'name': 'mlp', 'args': {}, 'sd': {}}}, str(path))
     assert os.listdir(tmp_path) == ['ckpt.pth']
     assert load_checkpoint(str(path))['model']['name'] == 'mlp'
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    from utils.files import atomic_path
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(str(tmp_path / 'out.txt')) as tmp:
+            with open(tmp, 'w') as f:
+                f.write('x')
+    finally:
+        os.umask(umask)
+    assert (tmp_path / 'out.txt').stat().st_mode & 0o777 == 0o644
