@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 import yaml
+from tensorboardX import SummaryWriter
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -152,7 +153,6 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
             yaml.safe_dump(config, f, sort_keys=False)
     setup_logging(run_dir if distributed.is_main else None)
     seed_everything(args.seed + distributed.rank)
-    from tensorboardX import SummaryWriter
     writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
 
     # --- data ---
