@@ -1,6 +1,6 @@
 """Crop, augmentation and pixel-sampling helpers shared by every wrapper."""
 import random
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,6 +12,12 @@ def random_flips() -> Dict[str, bool]:
     """Draws the three dihedral flips of the official augmentation (one RNG call each)."""
     return {'hflip': random.random() < 0.5, 'vflip': random.random() < 0.5,
             'dflip': random.random() < 0.5}
+
+
+def augment_pair(lr: torch.Tensor, hr: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The same random flips and transpose applied to an LR crop and its HR crop."""
+    flips = random_flips()
+    return apply_flips(lr, **flips), apply_flips(hr, **flips)
 
 
 def apply_flips(x: torch.Tensor, hflip: bool, vflip: bool, dflip: bool) -> torch.Tensor:

@@ -7,7 +7,7 @@ from torch.utils.data import Dataset
 
 from .datasets import register
 from .image_io import resize_bicubic
-from .sampling import apply_flips, query_sample, random_flips
+from .sampling import augment_pair, query_sample
 
 # Guards floor(H / s) against float error when s divides H exactly.
 FLOOR_EPS = 1e-9
@@ -57,8 +57,7 @@ class SRImplicitPaired(Dataset):
             crop_lr = img_lr[:, x0:x0 + w_lr, y0:y0 + w_lr]
             crop_hr = img_hr[:, x0 * s:(x0 + w_lr) * s, y0 * s:(y0 + w_lr) * s]
         if self.augment:
-            flips = random_flips()
-            crop_lr, crop_hr = apply_flips(crop_lr, **flips), apply_flips(crop_hr, **flips)
+            crop_lr, crop_hr = augment_pair(crop_lr, crop_hr)
         return query_sample(crop_lr, crop_hr, self.sample_q)
 
 
@@ -98,20 +97,25 @@ class SRImplicitDownsampled(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, idx: int):
-        s = random.uniform(self.scale_min, self.scale_max)
+    def _image_that_fits(self, idx: int, s: float):
+        """Item idx, or with too_small: skip the next item large enough for the HR crop."""
+        if self.inp_size is None:
+            return self.dataset[idx]
+        w_hr = round(self.inp_size * s)
         for attempt in range(len(self.dataset)):
             img = self.dataset[(idx + attempt) % len(self.dataset)]
-            if self.inp_size is None or min(img.shape[-2:]) >= round(self.inp_size * s):
-                break
+            if min(img.shape[-2:]) >= w_hr:
+                return img
             if self.too_small == 'error':
                 raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-2]}x"
-                                 f"{img.shape[-1]} is smaller than the {round(self.inp_size * s)}"
-                                 f"x{round(self.inp_size * s)} HR crop (inp_size {self.inp_size} "
-                                 f"at scale {s:.3f}); set too_small: skip to pass over such images")
-        else:
-            raise ValueError(f"no image of the dataset holds a {round(self.inp_size * s)}-pixel "
-                             "HR crop")
+                                 f"{img.shape[-1]} is smaller than the {w_hr}x{w_hr} HR crop "
+                                 f"(inp_size {self.inp_size} at scale {s:.3f}); set "
+                                 "too_small: skip to pass over such images")
+        raise ValueError(f"no image of the dataset holds a {w_hr}-pixel HR crop")
+
+    def __getitem__(self, idx: int):
+        s = random.uniform(self.scale_min, self.scale_max)
+        img = self._image_that_fits(idx, s)
         if self.inp_size is None:
             h_lr = math.floor(img.shape[-2] / s + FLOOR_EPS)
             w_lr = math.floor(img.shape[-1] / s + FLOOR_EPS)
@@ -125,8 +129,7 @@ class SRImplicitDownsampled(Dataset):
             crop_hr = img[:, x0:x0 + w_hr, y0:y0 + w_hr]
             crop_lr = resize_bicubic(crop_hr, w_lr)
         if self.augment:
-            flips = random_flips()
-            crop_lr, crop_hr = apply_flips(crop_lr, **flips), apply_flips(crop_hr, **flips)
+            crop_lr, crop_hr = augment_pair(crop_lr, crop_hr)
         return query_sample(crop_lr, crop_hr, self.sample_q)
 
 

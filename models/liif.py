@@ -12,7 +12,7 @@ from torch import nn
 from utils.coords import make_coord
 from .mlp import MLP
 from .models import make, register
-from .query import check_impl
+from .query import check_impl, decode_in_chunks
 
 
 # Sec. 3.3 local ensemble: a tiny shift breaks ties when a query sits exactly on the boundary
@@ -232,12 +232,8 @@ class LIIF(nn.Module):
             (B, Q, 3).
         """
         self._check_cell(cell)
-        Q = coord.shape[1]
-        if Q <= FAST_BLOCK:
-            return self._query_projected_block(proj, coord, cell)
-        return torch.cat([self._query_projected_block(
-            proj, coord[:, i:i + FAST_BLOCK], None if cell is None else cell[:, i:i + FAST_BLOCK])
-            for i in range(0, Q, FAST_BLOCK)], dim=1)
+        return decode_in_chunks(lambda c, ce: self._query_projected_block(proj, c, ce),
+                                coord, cell, FAST_BLOCK)
 
     def _query_projected_block(self, proj: ProjectedFeat, coord: torch.Tensor,
                                cell: Optional[torch.Tensor]) -> torch.Tensor:
