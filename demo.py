@@ -1,4 +1,5 @@
-"""Upscale one image to any size with a LIIF model.
+"""Upscale one image to any size with an arbitrary-scale model: LIIF, MetaSR, LTE, lte-fast or
+SRNO (the checkpoint says which).
 
 Renders the continuous image that LIIF decodes from the input at the requested size: any real
 scale >= 1 (x1.7, x30), or any (H, W), the two axes independent. The output is decoded in bands
@@ -25,18 +26,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import models
-from utils import load_checkpoint, resolve_device
+from inference import load_decoder, render_bands, window_of
+from utils import resolve_device
 from utils.devices import PRECISIONS
 from utils.images import output_format, read_image, resize_alpha, write_image
-from utils.render import render_bands
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
 DEFAULT_MODEL = os.path.join(REPO, 'pretrained', 'edsr-baseline-liif.pth')
 DEFAULT_SCALE = '4'
 # Working memory of one query on the fast path of a 256-wide decoder (the activations of its
-# four ensemble members and their coordinates), used to turn --max-memory into a tile size.
+# four ensemble members and their coordinates), used to turn --max-memory into a chunk size.
 BYTES_PER_QUERY = 8 * 1024
 PROGRESS_MIN_PIXELS = 1 << 20
 MEMORY_UNITS = {'': 1, 'B': 1, 'K': 2 ** 10, 'KB': 2 ** 10, 'M': 2 ** 20, 'MB': 2 ** 20,
@@ -73,12 +73,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help=f'scale, one for both axes or height,width (default: {DEFAULT_SCALE})')
     parser.add_argument('--allow-downscale', action='store_true',
                         help='allow an output smaller than the input')
-    parser.add_argument('--model', default=DEFAULT_MODEL, help='LIIF checkpoint (default: %(default)s)')
+    parser.add_argument('--model', default=DEFAULT_MODEL, help='checkpoint of LIIF, MetaSR, LTE, lte-fast or SRNO (default: %(default)s)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto)')
-    parser.add_argument('--tile', type=int, default=65536,
-                        help='output pixels decoded at once (default: %(default)s)')
+    parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=65536,
+                        help='output pixels decoded at once, in bands of whole rows '
+                             '(default: %(default)s)')
     parser.add_argument('--max-memory', type=parse_memory, default=None,
-                        help='cap on decoding memory, e.g. 1GB; lowers --tile to fit')
+                        help='cap on decoding memory, e.g. 1GB; lowers --chunk-size to fit')
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path (default: %(default)s)')
     parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
@@ -127,16 +128,13 @@ def load_model(path: str, device: torch.device) -> torch.nn.Module:
     if not os.path.isfile(path):
         hint = ' (run bash scripts/setup.sh to fetch it)' if path == DEFAULT_MODEL else ''
         raise DemoError(f"checkpoint not found: {path}{hint}")
-    spec = load_checkpoint(path)['model']
-    if spec['name'] not in ('liif', 'metasr'):
-        raise DemoError(f"{path} holds a '{spec['name']}' model, not a LIIF (or MetaSR) model")
-    return models.make(spec, load_sd=True).to(device).eval()
+    return load_decoder(path, device)
 
 
 def run(args: argparse.Namespace) -> str:
     """Renders and writes the output; returns the sentence to print."""
-    if args.tile < 1:
-        raise DemoError(f"--tile must be >= 1, got {args.tile}")
+    if args.chunk_size < 1:
+        raise DemoError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     image = read_image(args.input)
     h, w = image.rgb.shape[:2]
     H, W = output_size(args, h, w)
@@ -151,8 +149,8 @@ def run(args: argparse.Namespace) -> str:
         raise DemoError(f"a 16-bit input keeps 16 bits, which needs a .png output, not {output}")
     device = resolve_device(args.device)
     model = load_model(args.model, device)
-    tile = args.tile if args.max_memory is None else \
-        max(1, min(args.tile, args.max_memory // BYTES_PER_QUERY))
+    chunk_size = args.chunk_size if args.max_memory is None else \
+        max(1, min(args.chunk_size, args.max_memory // BYTES_PER_QUERY))
 
     inp = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
     levels = 2 ** image.bits - 1
@@ -160,8 +158,8 @@ def run(args: argparse.Namespace) -> str:
     out = np.empty((H, W, planes), dtype=np.uint16 if image.bits == 16 else np.uint8)
     with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
               disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
-        for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), tile, args.impl,
-                                       args.precision):
+        for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), chunk_size,
+                                       args.impl, args.precision, window_of(model)):
             if image.gray:  # the decoded channels of a gray input differ only slightly
                 band = band.mean(dim=2, keepdim=True)
             out[row0:row0 + band.shape[0], :, :band.shape[2]] = (band * levels).round_().numpy()

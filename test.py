@@ -1,12 +1,22 @@
-"""Evaluate a LIIF checkpoint on a test config: PSNR with the official protocol.
+"""Evaluate a checkpoint (LIIF, MetaSR, LTE, lte-fast, SRNO) on a test config: PSNR with the
+official protocol of each repo.
 
 The last line printed is `result: NN.NNNN` (mean PSNR in dB over the images), as in the
 official test.py. Config paths under ./load are re-rooted with --data-root (or the
 LIIF_DATA_ROOT environment variable).
 
-Example:
+Protocols: LIIF's by default. LTE's test.py: --window N for SwinIR encoders (input mirror-padded
+to (h // N + 1) * N, output cropped back) and --scale-max 4 (cells multiplied by max(s / 4, 1)
+at scales s beyond training; LTE does it by default, LIIF does not). SRNO's test.py: --mcell
+(the same clipping, with SRNO's scale_max 4). lte-fast's grid queries and SRNO's whole-image
+decoding follow from the model and the config (`-fast` wrappers; for SRNO, eval_bsize counts
+rows, attention running within each chunk of rows).
+
+Examples:
   python test.py --config configs/test/test-set5-4.yaml \\
       --model pretrained/edsr-baseline-liif.pth --data-root ../shared/data
+  python test.py --config configs/test/test-set5-6.yaml --model lte.pth --scale-max 4
+  python test.py --config configs/test/test-set5-4.yaml --model swinir-lte.pth --window 8
 """
 import argparse
 import os
@@ -16,13 +26,11 @@ from typing import List, Optional
 from torch.utils.data import DataLoader
 
 import datasets
-import models
-from utils import PRECISIONS, load_checkpoint, resolve_device
+from inference import eval_psnr, load_decoder
+from utils import PRECISIONS, resolve_device
 from utils.config import apply_overrides, load_config, reroot, require
-from utils.evaluation import eval_psnr
 
-
-BICUBIC_SPEC = {'name': 'bicubic', 'args': {}, 'sd': {}}
+SRNO_SCALE_MAX = 4  # SRNO's test.py default, used by --mcell
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -44,6 +52,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              '(default: %(default)s)')
     parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
                         help='fp32, or bf16/fp16 autocast (default: %(default)s)')
+    parser.add_argument('--window', type=int, default=0, metavar='N',
+                        help="LTE's SwinIR protocol: mirror-pad inputs to a multiple of N, crop "
+                             'the output (default: 0, off)')
+    parser.add_argument('--scale-max', type=float, default=None, metavar='S',
+                        help="LTE's cell clipping: cells times max(scale / S, 1), the scale "
+                             'from eval_type (default: off, as in LIIF; LTE uses 4)')
+    parser.add_argument('--mcell', action='store_true',
+                        help="SRNO's cell clipping: --scale-max 4 unless --scale-max is given")
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. eval_bsize=10000')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -64,12 +80,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             num_workers = 4 if device.type == 'cuda' else 0
         loader = DataLoader(dataset, batch_size=spec.get('batch_size', 1),
                             num_workers=num_workers, pin_memory=device.type == 'cuda')
-        model_spec = BICUBIC_SPEC if args.model == 'bicubic' and not os.path.exists(args.model) \
-            else load_checkpoint(args.model)['model']
-        model = models.make(model_spec, load_sd=True).to(device)
+        model = load_decoder('bicubic' if args.model == 'bicubic' and not os.path.exists(
+            args.model) else args.model, device)
+        scale_max = args.scale_max
+        if args.mcell and scale_max is None:
+            scale_max = SRNO_SCALE_MAX
         result = eval_psnr(loader, model, device, data_norm=config.get('data_norm'),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
-                           verbose=not args.quiet, impl=args.impl, precision=args.precision)
+                           verbose=not args.quiet, impl=args.impl, precision=args.precision,
+                           window=args.window, scale_max=scale_max)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

@@ -1,10 +1,12 @@
-"""Train LIIF (or a baseline) from a YAML config: self-supervised SR at random scales.
+"""Train LIIF, LTE, SRNO (or a baseline) from a YAML config: self-supervised SR at random scales.
 
 Config keys (the official ones):
   train_dataset, val_dataset: {dataset: spec, wrapper: spec, batch_size}; val_dataset optional
   model: model spec;  optimizer: {name: adam|sgd, args}
   data_norm: {inp: {sub, div}, gt: {sub, div}} (optional; identity when absent)
-  epoch_max;  multi_step_lr: {milestones, gamma} (optional)
+  epoch_max;  multi_step_lr: {milestones, gamma} (optional; LIIF, LTE)
+  warmup_step_lr: {multiplier, total_epoch} (optional; SRNO: linear warm-up to multiplier * lr,
+    then a cosine to 0 at epoch_max)
   epoch_val, epoch_save: validate / keep epoch-<N>.pth every N epochs (optional)
   eval_type, eval_bsize: validation protocol (optional; see test.py)
 batch_size is the global batch: under torchrun each of the N processes takes batch_size / N.
@@ -37,9 +39,10 @@ import datasets
 import models
 from utils import Averager, load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
 from utils.config import apply_overrides, load_config, reroot, require
-from utils.evaluation import eval_psnr, normalisers
-from utils.training import (Distributed, make_optimizer, mean_over_ranks, rng_state,
-                            seed_everything, set_rng_state, unwrap, worker_init_fn)
+from inference import eval_psnr, normalisers
+from utils.coords import flat_batch
+from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
+                            rng_state, seed_everything, set_rng_state, unwrap, worker_init_fn)
 
 logger = logging.getLogger('train')
 REQUIRED_KEYS = ('train_dataset', 'model', 'optimizer', 'epoch_max')
@@ -90,7 +93,12 @@ def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Dis
 
 def train_step(model: nn.Module, batch: Dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                norms, impl: str = 'fast', scaler: Optional[torch.amp.GradScaler] = None) -> float:
-    """One optimisation step: L1 loss between decoded and true RGB, both normalised."""
+    """One optimisation step: L1 loss between decoded and true RGB, both normalised.
+
+    Batches of either sample form (flat queries, or the grids of the `-fast` wrappers) are
+    decoded as flat queries: the same values, and for SRNO the same attention over them.
+    """
+    batch, _ = flat_batch(batch)
     inp_sub, inp_div, gt_sub, gt_div = norms
     inp = (batch['inp'] - inp_sub) / inp_div
     gt = (batch['gt'] - gt_sub) / gt_div
@@ -169,9 +177,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     # --- model, optimizer, schedule ---
     model = models.make(config['model']).to(device)
     optimizer = make_optimizer(model.parameters(), config['optimizer'])
-    scheduler = None
-    if config.get('multi_step_lr') is not None:
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, **config['multi_step_lr'])
+    scheduler = make_scheduler(config, optimizer)
     epoch_start, best_psnr = 1, -1e18
     if args.resume:
         ckpt = load_checkpoint(last_path)

@@ -52,3 +52,20 @@ def query_sample(inp: torch.Tensor, hr: torch.Tensor,
         keep = np.random.choice(len(coord), sample_q, replace=False)
         coord, gt = coord[keep], gt[keep]
     return {'inp': inp, 'coord': coord, 'cell': make_cell(coord, hr.shape[-2:]), 'gt': gt}
+
+
+def grid_sample(inp: torch.Tensor, hr_size: Tuple[int, int], coord: torch.Tensor,
+                gt: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """A sample in the grid form of LTE's and SRNO's `-fast` wrappers.
+
+    Args:
+        inp: (3, h, w) LR image in [0, 1].
+        hr_size: (H, W) of the HR crop, which sets the cell.
+        coord: (H', W', 2) HR pixel centres to decode, (row, col) in (-1, 1).
+        gt: (3, H', W') their values in [0, 1].
+
+    Returns:
+        {'inp', 'coord', 'cell': (2,) = (2/H, 2/W), 'gt'}.
+    """
+    cell = torch.tensor([2 / hr_size[0], 2 / hr_size[1]], dtype=torch.float32)
+    return {'inp': inp, 'coord': coord, 'cell': cell, 'gt': gt}

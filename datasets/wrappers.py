@@ -1,13 +1,17 @@
-"""Wrappers that turn images into LIIF samples (official semantics, official names)."""
+"""Wrappers that turn images into samples of queries (official semantics and names of LIIF,
+LTE and SRNO): flat query lists, or the grids of the `-fast` wrappers."""
 import math
 import random
-from typing import Optional
+from typing import Dict, Optional
 
+import numpy as np
+import torch
 from torch.utils.data import Dataset
 
+from utils.coords import make_coord
 from .datasets import register
 from .image_io import resize_bicubic
-from .sampling import augment_pair, query_sample
+from .sampling import augment_pair, grid_sample, query_sample
 
 # Guards floor(H / s) against float error when s divides H exactly.
 FLOOR_EPS = 1e-9
@@ -58,7 +62,36 @@ class SRImplicitPaired(Dataset):
             crop_hr = img_hr[:, x0 * s:(x0 + w_lr) * s, y0 * s:(y0 + w_lr) * s]
         if self.augment:
             crop_lr, crop_hr = augment_pair(crop_lr, crop_hr)
+        return self.sample(crop_lr, crop_hr)
+
+    def sample(self, crop_lr: torch.Tensor, crop_hr: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Flat queries: see datasets.sampling.query_sample."""
         return query_sample(crop_lr, crop_hr, self.sample_q)
+
+
+@register('sr-implicit-paired-fast')
+class SRImplicitPairedFast(SRImplicitPaired):
+    """LTE's grid form of sr-implicit-paired, for lte-fast: the HR pixels as a grid.
+
+    Returns {'inp' (3, h, w), 'coord' (H, W, 2), 'cell' (2,), 'gt' (3, H, W)}; with inp_size,
+    a random inp_size x inp_size window of the HR crop's grid (the official sampling).
+
+    Args:
+        dataset, inp_size, augment: as sr-implicit-paired.
+    """
+
+    def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, augment: bool = False):
+        super().__init__(dataset, inp_size, augment)
+
+    def sample(self, crop_lr: torch.Tensor, crop_hr: torch.Tensor) -> Dict[str, torch.Tensor]:
+        coord = make_coord(crop_hr.shape[-2:], flatten=False)
+        gt = crop_hr
+        if self.inp_size is not None:
+            x0 = random.randint(0, crop_hr.shape[-2] - self.inp_size)
+            y0 = random.randint(0, crop_hr.shape[-1] - self.inp_size)
+            coord = coord[x0:x0 + self.inp_size, y0:y0 + self.inp_size]
+            gt = crop_hr[:, x0:x0 + self.inp_size, y0:y0 + self.inp_size]
+        return grid_sample(crop_lr, crop_hr.shape[-2:], coord, gt)
 
 
 @register('sr-implicit-downsampled')
@@ -130,7 +163,40 @@ class SRImplicitDownsampled(Dataset):
             crop_lr = resize_bicubic(crop_hr, w_lr)
         if self.augment:
             crop_lr, crop_hr = augment_pair(crop_lr, crop_hr)
+        return self.sample(crop_lr, crop_hr)
+
+    def sample(self, crop_lr: torch.Tensor, crop_hr: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Flat queries: see datasets.sampling.query_sample."""
         return query_sample(crop_lr, crop_hr, self.sample_q)
+
+
+@register('sr-implicit-downsampled-fast')
+class SRImplicitDownsampledFast(SRImplicitDownsampled):
+    """The grid form of sr-implicit-downsampled (LTE and SRNO), for lte-fast and sronet.
+
+    Returns {'inp' (3, h, w), 'coord' (H', W', 2), 'cell' (2,) = (2/H, 2/W), 'gt' (3, H', W')}:
+    without inp_size the whole H x W HR grid; with it, h*w HR pixels drawn without
+    replacement and laid out as an h x w grid (the official sampling: SRNO attends over them).
+
+    Args:
+        dataset, inp_size, scale_min, scale_max, augment, too_small: as sr-implicit-downsampled.
+    """
+
+    def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, scale_min: float = 1,
+                 scale_max: Optional[float] = None, augment: bool = False,
+                 too_small: str = 'error'):
+        super().__init__(dataset, inp_size, scale_min, scale_max, augment, too_small=too_small)
+
+    def sample(self, crop_lr: torch.Tensor, crop_hr: torch.Tensor) -> Dict[str, torch.Tensor]:
+        coord = make_coord(crop_hr.shape[-2:], flatten=False)
+        gt = crop_hr
+        if self.inp_size is not None:
+            h, w = crop_lr.shape[-2:]
+            keep = torch.from_numpy(np.random.choice(coord.shape[0] * coord.shape[1], h * w,
+                                                     replace=False))
+            coord = coord.view(-1, 2)[keep].view(h, w, 2)
+            gt = crop_hr.reshape(crop_hr.shape[0], -1)[:, keep].view(-1, h, w)
+        return grid_sample(crop_lr, crop_hr.shape[-2:], coord, gt)
 
 
 @register('sr-implicit-uniform-varied')

@@ -1,9 +1,15 @@
-"""Models: encoders (EDSR, RDN), the MLP decoder, LIIF and the MetaSR baseline."""
+"""Models: encoders (EDSR, RDN, SwinIR), decoders on one interface (LIIF, MetaSR, LTE,
+lte-fast, SRNO, bicubic) and their parts (MLP, Galerkin attention)."""
 from .models import MODELS, make, register
+from .decoder import IMPLS, Decoder, ImplicitDecoder, check_impl
 from . import edsr
 from . import rdn
+from . import swinir
 from . import mlp
+from . import galerkin
 from . import liif
 from . import metasr
+from . import lte
+from . import lte_fast
+from . import sronet
 from . import bicubic
-from .query import decode_in_chunks, prepare_query, query_in_chunks

@@ -7,8 +7,8 @@ image dropped and the rest renormalised), evaluated at any continuous coordinate
 from typing import Optional, Tuple
 
 import torch
-from torch import nn
 
+from .decoder import ImplicitDecoder
 from .models import register
 
 KEYS_A = -0.5    # PIL's bicubic kernel parameter
@@ -44,7 +44,7 @@ def taps(center: torch.Tensor, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 @register('bicubic')
-class Bicubic(nn.Module):
+class Bicubic(ImplicitDecoder):
     """Bicubic upsampling with the LIIF model API (encode, query)."""
 
     def encode(self, inp: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ class Bicubic(nn.Module):
         return inp
 
     def query(self, feat: torch.Tensor, coord: torch.Tensor,
-              cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
+              cell: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, 3, h, w), (B, Q, 2) in (-1, 1) (row, col) -> (B, Q, 3). Cell is not used."""
         B, C, h, w = feat.shape
         rows, row_w = taps((coord[..., 0] + 1) / 2 * h, h)          # (B, Q, 4)
@@ -63,7 +63,3 @@ class Bicubic(nn.Module):
         values = values.view(B, C, coord.shape[1], 4, 4)
         weight = (row_w.unsqueeze(-1) * col_w.unsqueeze(-2)).unsqueeze(1)   # (B, 1, Q, 4, 4)
         return (values * weight).sum(dim=(-1, -2)).permute(0, 2, 1)
-
-    def forward(self, inp: torch.Tensor, coord: torch.Tensor,
-                cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
-        return self.query(self.encode(inp), coord, cell)

@@ -7,36 +7,16 @@ from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from utils.coords import make_coord
+from .decoder import Decoder, ImplicitDecoder
+from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
+                       sample_bilinear, sample_nearest, shifted, shifts)
 from .mlp import MLP
 from .models import make, register
-from .query import check_impl, decode_in_chunks
 
-
-# Sec. 3.3 local ensemble: a tiny shift breaks ties when a query sits exactly on the boundary
-# between two latent codes, and coordinates are kept strictly inside (-1, 1).
-EPS_SHIFT = 1e-6
-BORDER_EPS = 1e-6
-# Keeps ensemble weights positive when a query falls exactly on a latent code.
-AREA_EPS = 1e-9
-# The fast path decodes queries in blocks of this size, so that its activations stay in cache.
-FAST_BLOCK = 4096
-
-
-def sample_nearest(x: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
-    """Value of the grid cell that holds each coordinate.
-
-    Args:
-        x: (B, C, h, w) grid.
-        coord: (B, Q, 2) in [-1, 1], (row, col).
-
-    Returns:
-        (B, Q, C).
-    """
-    return F.grid_sample(x, coord.flip(-1).unsqueeze(1), mode='nearest',
-                         align_corners=False)[:, :, 0, :].permute(0, 2, 1)
+# The fast path decodes at most this many queries per call, so that its activations stay in
+# cache (inference/ chunks to it).
+FAST_CHUNK_SIZE = 4096
 
 
 def unfold_3x3(feat: torch.Tensor) -> torch.Tensor:
@@ -52,18 +32,16 @@ class ProjectedFeat(NamedTuple):
     """Latent codes already multiplied by the decoder's first layer (the fast path).
 
     rows: (B, h*w, D) first-layer pre-activations of every code, bias included, row-major.
-    index: (1, 1, h, w) float map of each code's row number, sampled to find nearest codes.
-    coord: (h*w, 2) centre of every code, (row, col).
+    lookup: nearest-code tables of the (h, w) grid.
     image: (B, 3, h, w) input image for the global skip, or None.
     """
     rows: torch.Tensor
-    index: torch.Tensor
-    coord: torch.Tensor
+    lookup: Lookup
     image: Optional[torch.Tensor]
 
 
 @register('liif')
-class LIIF(nn.Module):
+class LIIF(ImplicitDecoder):
     """LIIF with the official switches.
 
     Args:
@@ -78,6 +56,7 @@ class LIIF(nn.Module):
             it adds no parameters). The latent grid from `encode` then carries the input
             image as its last 3 channels.
     """
+    fast_chunk_size = FAST_CHUNK_SIZE
 
     def __init__(self, encoder_spec: Dict[str, Any], imnet_spec: Optional[Dict[str, Any]] = None,
                  local_ensemble: bool = True, feat_unfold: bool = True, cell_decode: bool = True,
@@ -108,60 +87,25 @@ class LIIF(nn.Module):
     @staticmethod
     def _add_skip(pred: torch.Tensor, image: Optional[torch.Tensor],
                   coord: torch.Tensor) -> torch.Tensor:
-        if image is None:
-            return pred
-        base = F.grid_sample(image, coord.flip(-1).unsqueeze(1), mode='bilinear',
-                             padding_mode='border', align_corners=False)[:, :, 0, :]
-        return pred + base.permute(0, 2, 1).to(pred.dtype)
-
-    def _shifts(self):
-        """Offsets (in half latent cells) of the codes blended for each query, and the tie shift."""
-        if self.local_ensemble:
-            return [(-1, -1), (-1, 1), (1, -1), (1, 1)], EPS_SHIFT
-        return [(0, 0)], 0
-
-    @staticmethod
-    def _shifted(coord: torch.Tensor, vx: int, vy: int, h: int, w: int,
-                 eps_shift: float) -> torch.Tensor:
-        """Query moved by (vx, vy) half latent cells (+ tie shift), kept inside (-1, 1)."""
-        coord_ = coord.clone()
-        coord_[:, :, 0] += vx / h + eps_shift
-        coord_[:, :, 1] += vy / w + eps_shift
-        return coord_.clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
+        return pred if image is None else pred + sample_bilinear(image, coord).to(pred.dtype)
 
     def _check_cell(self, cell: Optional[torch.Tensor]) -> None:
         if self.cell_decode and cell is None:
             raise ValueError("this LIIF model decodes with the cell size (cell_decode=True); "
                              "pass cell")
 
-    @staticmethod
-    def _blend(preds, areas, local_ensemble: bool) -> torch.Tensor:
-        """Eq. 4: each code's prediction weighted by the area of the opposite rectangle."""
-        tot_area = torch.stack(areas).sum(dim=0)
-        if local_ensemble:
-            areas = areas[::-1]
-        ret = 0
-        for pred, area in zip(preds, areas):
-            ret = ret + pred * (area / tot_area).unsqueeze(-1)
-        return ret
-
     def query(self, feat: torch.Tensor, coord: torch.Tensor,
-              cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
-        """Decodes RGB at continuous coordinates.
+              cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Decodes RGB at continuous coordinates (the paper-faithful reference path).
 
         Args:
             feat: (B, C, h, w) latent codes from `encode`.
             coord: (B, Q, 2) query coordinates in (-1, 1), (row, col).
             cell: (B, Q, 2) query cell size (2/H, 2/W); needed when cell_decode is on.
-            impl: 'reference' (the paper-faithful path below) or 'fast' (`project` once,
-                then `query_projected`; same result up to float rounding).
 
         Returns:
             (B, Q, 3) RGB, normalised like the training targets.
         """
-        check_impl(impl)
-        if impl == 'fast' and self.supports_fast:
-            return self.query_projected(self.project(feat), coord, cell)
         feat, image = self._split_skip(feat)
         if self.imnet is None:
             return self._add_skip(sample_nearest(feat, coord), image, coord)
@@ -169,19 +113,8 @@ class LIIF(nn.Module):
         if self.feat_unfold:
             feat = unfold_3x3(feat)
         h, w = feat.shape[-2:]
-        feat_coord = make_coord((h, w), flatten=False, device=feat.device, dtype=feat.dtype)
-        feat_coord = feat_coord.permute(2, 0, 1).unsqueeze(0).expand(feat.shape[0], 2, h, w)
-
-        shifts, eps_shift = self._shifts()
         preds, areas = [], []
-        for vx, vy in shifts:
-            coord_ = self._shifted(coord, vx, vy, h, w, eps_shift)
-            q_feat = sample_nearest(feat, coord_)
-            q_coord = sample_nearest(feat_coord, coord_)
-            # Eq. 3: the decoder sees the query relative to its code, in latent-cell units.
-            rel_coord = coord - q_coord
-            rel_coord[:, :, 0] *= h
-            rel_coord[:, :, 1] *= w
+        for (q_feat,), rel_coord in members([feat], coord, self.local_ensemble):
             inp = torch.cat([q_feat, rel_coord], dim=-1)
             if self.cell_decode:
                 rel_cell = cell.clone()
@@ -189,8 +122,8 @@ class LIIF(nn.Module):
                 rel_cell[:, :, 1] *= w
                 inp = torch.cat([inp, rel_cell], dim=-1)
             preds.append(self.imnet(inp))
-            areas.append(torch.abs(rel_coord[:, :, 0] * rel_coord[:, :, 1]) + AREA_EPS)
-        return self._add_skip(self._blend(preds, areas, self.local_ensemble), image, coord)
+            areas.append(area(rel_coord))
+        return self._add_skip(blend(preds, areas, self.local_ensemble), image, coord)
 
     # Fast path. The decoder's first layer is linear, and so is feature unfolding, so
     # first_layer(unfold(feat)) is a 3x3 convolution computed once per latent code; each query
@@ -215,71 +148,37 @@ class LIIF(nn.Module):
         with torch.autocast(feat.device.type, enabled=False):
             proj = F.conv2d(feat.float(), weight.float(), first.bias.float(), padding=k // 2)
         B, D, h, w = proj.shape
-        index = torch.arange(h * w, device=feat.device, dtype=torch.float32).view(1, 1, h, w)
-        coord = make_coord((h, w), device=feat.device)
-        return ProjectedFeat(proj.view(B, D, h * w).transpose(1, 2).contiguous(), index, coord,
-                             image)
+        return ProjectedFeat(proj.view(B, D, h * w).transpose(1, 2).contiguous(),
+                             make_lookup(h, w, feat.device), image)
+
+    def fast_decoder(self, feat: torch.Tensor) -> Decoder:
+        proj = self.project(feat)
+        return lambda coord, cell: self.query_projected(proj, coord, cell)
 
     def query_projected(self, proj: ProjectedFeat, coord: torch.Tensor,
                         cell: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Fast-path query: as `query(..., impl='reference')` from `project(feat)`.
-
-        Args:
-            proj: from `project(feat)`.
-            coord, cell: (B, Q, 2) as for `query`.
-
-        Returns:
-            (B, Q, 3).
-        """
+        """Fast-path query: as `query` from `project(feat)`. (B, Q, 2) -> (B, Q, 3)."""
         self._check_cell(cell)
-        return decode_in_chunks(lambda c, ce: self._query_projected_block(proj, c, ce),
-                                coord, cell, FAST_BLOCK)
-
-    def _query_projected_block(self, proj: ProjectedFeat, coord: torch.Tensor,
-                               cell: Optional[torch.Tensor]) -> torch.Tensor:
         B, Q = coord.shape[:2]
-        h, w = proj.index.shape[-2:]
+        h, w = proj.lookup.index.shape[-2:]
         first = self.imnet.layers[0]
         n_feat = first.in_features - (4 if self.cell_decode else 2)
         # Weights of the (relative coordinate, relative cell) inputs, (2 or 4, D).
         w_small = first.weight[:, n_feat:].t()
-        scale = coord.new_tensor([h, w])
-        rel_cell = cell * scale if self.cell_decode else None
+        rel_cell = cell * coord.new_tensor([h, w]) if self.cell_decode else None
         rows = proj.rows.reshape(B * h * w, -1)
         batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
 
-        shifts, eps_shift = self._shifts()
+        offsets, eps_shift = shifts(self.local_ensemble)
         preds, areas = [], []
-        for vx, vy in shifts:
-            coord_ = self._shifted(coord, vx, vy, h, w, eps_shift)
-            with torch.autocast(coord.device.type, enabled=False):
-                idx = sample_nearest(proj.index.expand(B, 1, h, w), coord_.float()).view(B, Q)
-            idx = idx.long()
-            rel_coord = (coord - proj.coord[idx]) * scale
+        for vx, vy in offsets:
+            idx = nearest_rows(proj.lookup, shifted(coord, vx, vy, h, w, eps_shift))
+            rel_coord = relative(coord, proj.lookup.centres[idx], h, w)
             small = rel_coord if rel_cell is None else torch.cat([rel_coord, rel_cell], dim=-1)
             q_proj = rows.index_select(0, (idx + batch_offset).view(-1))
             hidden = torch.addmm(q_proj, small.reshape(B * Q, -1).to(rows.dtype),
                                  w_small.to(rows.dtype))
-            preds.append(self._decode_hidden(hidden).view(B, Q, -1))
-            areas.append(torch.abs(rel_coord[:, :, 0] * rel_coord[:, :, 1]) + AREA_EPS)
-        return self._add_skip(self._blend(preds, areas, self.local_ensemble), proj.image, coord)
+            preds.append(self.imnet.forward_inplace(hidden, start=1).view(B, Q, -1))
+            areas.append(area(rel_coord))
+        return self._add_skip(blend(preds, areas, self.local_ensemble), proj.image, coord)
 
-    def _decode_hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """imnet after its first linear layer, with ReLUs in place to save memory traffic."""
-        for layer in self.imnet.layers[1:]:
-            x = x.relu_() if isinstance(layer, nn.ReLU) else layer(x)
-        return x
-
-    def forward(self, inp: torch.Tensor, coord: torch.Tensor,
-                cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
-        """(B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3); see `query`."""
-        return self.query(self.encode(inp), coord, cell, impl)
-
-    # Official two-step API, kept for compatibility with code written for the official repo.
-    # It is the only place a model holds a tensor between calls.
-    def gen_feat(self, inp: torch.Tensor) -> torch.Tensor:
-        self.feat = self.encode(inp)
-        return self.feat
-
-    def query_rgb(self, coord: torch.Tensor, cell: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return self.query(self.feat, coord, cell)

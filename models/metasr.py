@@ -6,18 +6,18 @@ over the unfolded latent codes.
 from typing import Any, Dict
 
 import torch
-from torch import nn
 
 from utils.coords import make_coord
-from .liif import BORDER_EPS, EPS_SHIFT, sample_nearest, unfold_3x3
+from .decoder import ImplicitDecoder
+from .ensemble import BORDER_EPS, EPS_SHIFT, sample_nearest
+from .liif import unfold_3x3
 from .models import make, register
-from .query import check_impl
 
 META_HIDDEN = 256
 
 
 @register('metasr')
-class MetaSR(nn.Module):
+class MetaSR(ImplicitDecoder):
     """Args: encoder_spec: model spec of the encoder (with no_upsampling)."""
 
     def __init__(self, encoder_spec: Dict[str, Any]):
@@ -62,18 +62,3 @@ class MetaSR(nn.Module):
         weight = self.imnet(inp.view(bs * q, -1)).view(bs * q, feat.shape[1], 3)
         pred = torch.bmm(q_feat.contiguous().view(bs * q, 1, -1), weight)
         return pred.view(bs, q, 3)
-
-    def forward(self, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-                impl: str = 'reference') -> torch.Tensor:
-        """(B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3). MetaSR has one query path; `impl`
-        is accepted so that callers can treat every model alike."""
-        check_impl(impl)
-        return self.query(self.encode(inp), coord, cell)
-
-    # Official two-step API (compatibility wrapper; holds the features between calls).
-    def gen_feat(self, inp: torch.Tensor) -> torch.Tensor:
-        self.feat = self.encode(inp)
-        return self.feat
-
-    def query_rgb(self, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-        return self.query(self.feat, coord, cell)

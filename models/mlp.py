@@ -33,3 +33,10 @@ class MLP(nn.Module):
         shape = x.shape[:-1]
         x = self.layers(x.reshape(-1, x.shape[-1]))
         return x.view(*shape, -1)
+
+    def forward_inplace(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """(N, D) -> (N, out_dim) from layer `start` on, ReLUs in place (the fast paths: the
+        same values as `forward`, with less memory traffic)."""
+        for layer in self.layers[start:]:
+            x = x.relu_() if isinstance(layer, nn.ReLU) else layer(x)
+        return x

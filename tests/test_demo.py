@@ -15,7 +15,7 @@ import models
 import test as test_script
 from conftest import REPO, shared_path
 from utils import calc_psnr, load_checkpoint
-from utils.render import render_bands
+from inference import render_bands
 
 
 def run_demo(capsys, *argv):
@@ -63,9 +63,9 @@ def test_tiled_equals_untiled_for_anisotropic_size(impl, official_checkpoint):
     model = models.make(load_checkpoint(official_checkpoint)['model'], load_sd=True).eval()
     inp = torch.rand(1, 3, 11, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
     size = (29, 47)  # x2.64 by x3.36
-    whole = torch.cat([b for _, b in render_bands(model, inp, size, tile=10 ** 6, impl=impl)])
+    whole = torch.cat([b for _, b in render_bands(model, inp, size, chunk_size=10 ** 6, impl=impl)])
     for tile in (47, 100, 13):  # one row, rows plus a remainder, less than a row
-        tiled = torch.cat([b for _, b in render_bands(model, inp, size, tile=tile, impl=impl)])
+        tiled = torch.cat([b for _, b in render_bands(model, inp, size, chunk_size=tile, impl=impl)])
         assert tiled.shape == (29, 47, 3)
         assert (tiled - whole).abs().max().item() < 1e-6
 
@@ -116,7 +116,7 @@ def test_16_bit_png_stays_16_bit(capsys, tmp_path):
     ('below-one', ['--scale', '0.5'], 'is below 1'),
     ('bad-folder', ['--output', '{tmp}/no/such/dir/out.png'], 'output folder does not exist'),
     ('bad-extension', ['--output', '{tmp}/out.xyz'], "unknown output extension '.xyz'"),
-    ('not-liif', ['--model', '{tmp}/encoder.pth'], "holds a 'edsr-baseline' model, not a LIIF"),
+    ('not-liif', ['--model', '{tmp}/encoder.pth'], "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, liif, lte"),
     ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'cannot read checkpoint'),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, name, argv, message):

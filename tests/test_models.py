@@ -7,6 +7,7 @@ import torch
 
 import models
 from conftest import shared_path
+from inference import predict
 from utils import load_checkpoint
 
 VECTOR_TOLERANCE = 1e-5
@@ -56,7 +57,7 @@ def test_official_two_step_api_and_chunked_query_match_forward(case):
         model.gen_feat(d['inp'])
         two_step = model.query_rgb(d['coord'], d['cell'])
         feat = model.encode(d['inp'])
-        chunked = models.query_in_chunks(model, feat, d['coord'], d['cell'], chunk_size=777)
+        chunked = predict(model, feat, d['coord'], d['cell'], chunk_size=777, impl='reference')
     assert (two_step - d['pred']).abs().max().item() < VECTOR_TOLERANCE
     assert (chunked - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
@@ -74,8 +75,9 @@ def test_every_official_training_config_layout_is_checked():
 
 
 def test_make_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: .*edsr, "
-                                         r"edsr-baseline, liif, metasr, mlp, rdn"):
+    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: bicubic, edsr, "
+                                         r"edsr-baseline, galerkin, liif, lte, lte-fast, metasr, "
+                                         r"mlp, rdn, sronet, swinir$"):
         models.make({'name': 'edsr_baseline', 'args': {}})
 
 

@@ -20,7 +20,7 @@ import models
 import train_liif
 from conftest import REPO
 from utils import load_checkpoint
-from utils.evaluation import normalisers
+from inference import normalisers
 from utils.training import make_optimizer
 
 TINY_MODEL = {'name': 'liif', 'args': {

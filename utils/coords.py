@@ -1,5 +1,5 @@
 """Coordinate grids: pixel centres of an image in the continuous domain [-1, 1]^2."""
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -55,3 +55,48 @@ def make_cell(coord: torch.Tensor, hr_shape: Sequence[int]) -> torch.Tensor:
     cell[..., 0] *= 2 / hr_shape[0]
     cell[..., 1] *= 2 / hr_shape[1]
     return cell
+
+
+def grid_to_flat(coord: torch.Tensor, cell: Optional[torch.Tensor]
+                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Official grid queries to flat ones.
+
+    Args:
+        coord: (B, H, W, 2) query grid, (row, col).
+        cell: (B, 2) cell of the whole grid, (B, H, W, 2) or (B, Q, 2) per query, or None.
+
+    Returns:
+        coord (B, H*W, 2) row-major, cell (B, H*W, 2) or None.
+    """
+    B, H, W, _ = coord.shape
+    flat = coord.reshape(B, H * W, 2)
+    if cell is None:
+        return flat, None
+    if cell.dim() == 2:
+        return flat, cell.unsqueeze(1).expand(B, H * W, 2)
+    return flat, cell.reshape(B, H * W, 2)
+
+
+def flat_to_grid(values: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """(B, H*W, C) row-major query values -> (B, C, H, W) image."""
+    return values.view(values.shape[0], H, W, -1).permute(0, 3, 1, 2)
+
+
+def flat_batch(batch: Dict[str, torch.Tensor]) -> Tuple[Dict[str, torch.Tensor],
+                                                        Optional[Tuple[int, int]]]:
+    """A batch of either sample form as flat queries.
+
+    Flat samples (sr-implicit-paired, -downsampled, ...) have coord (B, Q, 2), cell (B, Q, 2),
+    gt (B, Q, 3); grid samples (the official `-fast` wrappers of LTE and SRNO) have coord
+    (B, H, W, 2), cell (B, 2), gt (B, 3, H, W).
+
+    Returns:
+        ({'inp', 'coord' (B, Q, 2), 'cell' (B, Q, 2), 'gt' (B, Q, 3)}, (H, W) of the grid or
+        None for flat samples, whose grid shape is not recorded).
+    """
+    if batch['coord'].dim() == 3:
+        return batch, None
+    H, W = batch['coord'].shape[1:3]
+    coord, cell = grid_to_flat(batch['coord'], batch['cell'])
+    gt = batch['gt'].flatten(2).transpose(1, 2)
+    return {**batch, 'coord': coord, 'cell': cell, 'gt': gt}, (H, W)

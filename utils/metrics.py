@@ -61,6 +61,14 @@ def make_metric(eval_type: Optional[str]) -> Callable[[torch.Tensor, torch.Tenso
     return partial(calc_psnr, dataset=match.group(1), scale=int(match.group(2)))
 
 
+def eval_scale(eval_type: Optional[str]) -> Optional[int]:
+    """The integer scale of 'div2k-<s>' / 'benchmark-<s>', None without eval_type."""
+    if eval_type is None:
+        return None
+    make_metric(eval_type)  # names a malformed eval_type
+    return int(EVAL_TYPE_PATTERN.match(str(eval_type)).group(2))
+
+
 class Averager:
     """Running weighted mean, e.g. of per-image PSNRs."""
 

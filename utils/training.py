@@ -1,4 +1,5 @@
 """Training helpers: optimizers, RNG state, distributed set-up, run folders."""
+import math
 import os
 import random
 from typing import Any, Dict, Iterable, Optional
@@ -21,6 +22,38 @@ def make_optimizer(params: Iterable[nn.Parameter], spec: Dict[str, Any],
     if load_sd:
         optimizer.load_state_dict(spec['sd'])
     return optimizer
+
+
+def warmup_cosine(multiplier: float, total_epoch: int, epoch_max: int):
+    """SRNO's `warmup_step_lr` schedule as a LambdaLR factor of the epochs done: the learning
+    rate grows linearly from lr to multiplier * lr over total_epoch epochs, then follows a
+    cosine to 0 over the remaining epochs (official GradualWarmupScheduler followed by
+    CosineAnnealingLR, stepped once per epoch)."""
+    if total_epoch < 1 or multiplier < 1:
+        raise ValueError(f"warmup_step_lr needs total_epoch >= 1 and multiplier >= 1, got "
+                         f"total_epoch={total_epoch}, multiplier={multiplier}")
+    cosine_epochs = max(epoch_max - total_epoch, 1)
+
+    def factor(done: int) -> float:
+        if done <= total_epoch:
+            return (multiplier - 1) * done / total_epoch + 1
+        if done == total_epoch + 1:  # the official schedulers hand over one epoch late
+            return multiplier
+        return multiplier * (1 + math.cos(math.pi * (done - total_epoch) / cosine_epochs)) / 2
+    return factor
+
+
+def make_scheduler(config: Dict[str, Any], optimizer: torch.optim.Optimizer):
+    """The config's per-epoch learning-rate schedule: `multi_step_lr` (LIIF, LTE),
+    `warmup_step_lr` (SRNO), or None (constant)."""
+    if config.get('multi_step_lr') is not None:
+        if config.get('warmup_step_lr') is not None:
+            raise ValueError("give multi_step_lr or warmup_step_lr, not both")
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, **config['multi_step_lr'])
+    if config.get('warmup_step_lr') is not None:
+        factor = warmup_cosine(epoch_max=config['epoch_max'], **config['warmup_step_lr'])
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return None
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,40 @@
+"""Loading an arbitrary-scale model from a checkpoint, for the scripts."""
+from typing import Any, Dict, List
+
+import torch
+
+import models
+from models import ImplicitDecoder
+from utils import load_checkpoint
+
+BICUBIC_SPEC = {'name': 'bicubic', 'args': {}, 'sd': {}}
+
+
+def decoder_names() -> List[str]:
+    """Registered models that decode queries (implement models.ImplicitDecoder), sorted."""
+    return [name for name in models.MODELS.names()
+            if isinstance(models.MODELS.get(name), type)
+            and issubclass(models.MODELS.get(name), ImplicitDecoder)]
+
+
+def check_decoder_spec(spec: Dict[str, Any], source: str) -> None:
+    """ValueError unless the spec names a model that decodes queries."""
+    if spec['name'] not in decoder_names():
+        raise ValueError(f"{source} holds a '{spec['name']}' model, which does not decode "
+                         f"queries; expected one of: {', '.join(decoder_names())}")
+
+
+def load_decoder(path: str, device: torch.device) -> ImplicitDecoder:
+    """The model of a checkpoint in the official format, or bicubic interpolation for the name
+    'bicubic' (when no such file exists), in eval mode on `device`.
+
+    Raises:
+        FileNotFoundError, ValueError: missing or unreadable checkpoint, a model that is not an
+            arbitrary-scale decoder, or weights that do not fit it.
+    """
+    if path == 'bicubic':
+        spec = BICUBIC_SPEC
+    else:
+        spec = load_checkpoint(path)['model']
+        check_decoder_spec(spec, path)
+    return models.make(spec, load_sd=True).to(device).eval()

@@ -1,0 +1,71 @@
+"""Rendering a model's image at any size in bands of rows, with bounded memory."""
+import logging
+from typing import Iterator, Optional, Tuple
+
+import torch
+
+from models import ImplicitDecoder
+from utils.coords import make_coord
+from utils.devices import autocast
+from .chunks import decode_in_chunks, effective_chunk_size
+from .window import pad_to_window, padded_size, to_padded_domain
+
+logger = logging.getLogger(__name__)
+
+
+def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> torch.Tensor:
+    """Coordinates of output rows [row0, row1) of an H x W grid, (1, (row1 - row0) * W, 2).
+
+    Equal to make_coord((H, W))[row0 * W:row1 * W] without building the whole grid.
+    """
+    rows = make_coord((H,), device=device)[row0:row1, 0]
+    cols = make_coord((W,), device=device)[:, 0]
+    return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
+
+
+@torch.no_grad()
+def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int],
+                 chunk_size: int, impl: str = 'fast', precision: str = 'fp32',
+                 window: Optional[int] = None) -> Iterator[Tuple[int, torch.Tensor]]:
+    """Renders the continuous image of `inp` at `size`, one band of whole rows at a time.
+
+    Each band holds at most `chunk_size` queries (at least one row), so neither the
+    coordinate grid nor the float output ever exists whole. A whole_grid model (SRNO) is
+    decoded in one band: its output depends on all queries at once.
+
+    Args:
+        inp: (1, 3, h, w) normalised input, (x - 0.5) / 0.5.
+        size: output (H, W); the per-axis scales H/h and W/w may differ.
+        chunk_size: queries per band.
+        impl: 'fast' or 'reference' query path.
+        precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder (the encoder stays fp32).
+        window: mirror-pad the input to this window first, as LTE evaluates SwinIR encoders
+            (see inference.window); None for no padding.
+
+    Yields:
+        (first row, (rows, W, 3) float32 CPU tensor in [0, 1], clamped, not quantised).
+    """
+    H, W = size
+    h, w = inp.shape[-2:]
+    padded = None
+    if window:
+        inp = pad_to_window(inp, window)
+        padded = padded_size(h, w, window)
+    decode = model.decoder(model.encode(inp), impl)
+    chunk = effective_chunk_size(model, chunk_size, impl)
+    if model.whole_grid:
+        logger.info('%s attends over all queries: decoding the %dx%d output in one call',
+                    type(model).__name__, H, W)
+        rows_per_band, chunk = H, None
+    else:
+        rows_per_band = max(1, chunk_size // W)
+    cell_value = torch.tensor([2 / H, 2 / W], device=inp.device)
+    for row0 in range(0, H, rows_per_band):
+        row1 = min(H, row0 + rows_per_band)
+        coord = band_coords(H, W, row0, row1, inp.device)
+        cell = cell_value.expand_as(coord)
+        if padded is not None:
+            coord, cell = to_padded_domain(coord, cell, (h, w), padded)
+        with autocast(inp.device, precision):
+            pred = decode_in_chunks(decode, coord, cell, chunk)
+        yield row0, (pred.float() * 0.5 + 0.5).clamp_(0, 1).view(row1 - row0, W, 3).cpu()

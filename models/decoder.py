@@ -1,0 +1,99 @@
+"""The interface every arbitrary-scale model implements: LIIF, MetaSR, LTE, lte-fast, SRNO and
+bicubic. Scripts and `inference/` see models only through it.
+
+Our API works on flat queries for every model:
+  encode(inp (B, 3, h, w)) -> feat (whatever the model keeps per image)
+  query(feat, coord (B, Q, 2), cell (B, Q, 2) or None) -> (B, Q, 3)   the reference path
+  decoder(feat, impl) -> a function (coord, cell) -> (B, Q, 3)         reference or fast path
+
+The official call signatures are kept beside it (`forward`, `gen_feat`/`query_rgb`): flat
+(B, Q, 2) queries with (B, Q, 2) cells for liif, lte, metasr; the (B, H, W, 2) grid with a (B, 2)
+cell, giving (B, 3, H, W), for the models whose official code takes grids (lte-fast, sronet).
+"""
+from functools import partial
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from utils.coords import flat_to_grid, grid_to_flat
+
+IMPLS = ('reference', 'fast')
+Decoder = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+
+
+def check_impl(impl: str) -> None:
+    """ValueError unless `impl` names a query path."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown impl '{impl}'; expected one of {', '.join(IMPLS)}")
+
+
+class ImplicitDecoder(nn.Module):
+    """Base class of the models that decode RGB at continuous coordinates.
+
+    Class attributes a model sets:
+        grid_queries: the official code takes a (B, H, W, 2) grid and a (B, 2) cell and returns
+            (B, 3, H, W); `forward` and `query_rgb` accept that form too.
+        whole_grid: queries are not independent (SRNO's attention runs over all the queries
+            decoded together), so the output depends on how queries are grouped. Renderers
+            decode the whole grid in one call for such a model, unless a protocol asks for
+            chunks (SRNO's official row-chunked evaluation).
+        fast_chunk_size: queries per call at which the fast path runs best (its activations
+            stay in cache); `inference` decodes in chunks no larger than this.
+    """
+    grid_queries: bool = False
+    whole_grid: bool = False
+    fast_chunk_size: Optional[int] = None
+
+    def encode(self, inp: torch.Tensor):
+        """(B, 3, h, w) normalised image -> the model's per-image features."""
+        raise TypeError(f"{type(self).__name__} does not implement encode()")
+
+    def query(self, feat, coord: torch.Tensor, cell: Optional[torch.Tensor] = None
+              ) -> torch.Tensor:
+        """Reference path: (B, Q, 2) coords, (B, Q, 2) cells -> (B, Q, 3) normalised RGB."""
+        raise TypeError(f"{type(self).__name__} does not implement query()")
+
+    @property
+    def supports_fast(self) -> bool:
+        """Whether `decoder(feat, 'fast')` has a path of its own (else it is the reference)."""
+        return False
+
+    def fast_decoder(self, feat) -> Decoder:
+        """The fast path: work done once per image here, a per-query function returned."""
+        raise TypeError(f"{type(self).__name__} has no fast path")
+
+    def decoder(self, feat, impl: str = 'reference') -> Decoder:
+        """(coord, cell) -> (B, Q, 3) with the reference or, where the model has one, the
+        fast path. The one place where the path is chosen."""
+        check_impl(impl)
+        if impl == 'fast' and self.supports_fast:
+            return self.fast_decoder(feat)
+        return partial(self.query, feat)
+
+    def forward(self, inp: torch.Tensor, coord: torch.Tensor,
+                cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:
+        """Official signature: (B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3), or for a
+        grid_queries model (B, 3, h, w), (B, H, W, 2), (B, 2) -> (B, 3, H, W)."""
+        return self._official_query(self.encode(inp), coord, cell, impl)
+
+    def _official_query(self, feat, coord: torch.Tensor, cell: Optional[torch.Tensor],
+                        impl: str = 'reference') -> torch.Tensor:
+        decode = self.decoder(feat, impl)
+        if coord.dim() == 4:
+            if not self.grid_queries:
+                raise ValueError(f"{type(self).__name__} takes flat (B, Q, 2) queries, got a "
+                                 f"{tuple(coord.shape)} grid")
+            H, W = coord.shape[1:3]
+            flat_coord, flat_cell = grid_to_flat(coord, cell)
+            return flat_to_grid(decode(flat_coord, flat_cell), H, W)
+        return decode(coord, cell)
+
+    # Official two-step API, kept for code written against the official repos. It is the only
+    # place a model holds a tensor between calls.
+    def gen_feat(self, inp: torch.Tensor):
+        self.feat = self.encode(inp)
+        return self.feat
+
+    def query_rgb(self, coord: torch.Tensor, cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._official_query(self.feat, coord, cell)

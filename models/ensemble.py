@@ -1,0 +1,140 @@
+"""Local ensemble (LIIF Sec. 3.2), shared by LIIF, LTE, lte-fast and SRNO.
+
+A query at continuous coordinate x is decoded from each of its 4 nearest latent codes z_t, with
+x - v_t (the query relative to code t's centre), and the 4 predictions are blended with weights
+S_t / S, S_t being the area of the rectangle between x and the code diagonally opposite to t
+(Eq. 4). Without the ensemble, only the single nearest code is used.
+
+Reference helpers below follow the official code (grid_sample for every lookup); `Lookup` and
+`nearest_rows` serve the fast paths, which find each query's code index once and gather rows.
+"""
+from typing import Iterator, List, NamedTuple, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from utils.coords import make_coord
+
+# Sec. 3.3 local ensemble: a tiny shift breaks ties when a query sits exactly on the boundary
+# between two latent codes, and coordinates are kept strictly inside (-1, 1).
+EPS_SHIFT = 1e-6
+BORDER_EPS = 1e-6
+# Keeps ensemble weights positive when a query falls exactly on a latent code.
+AREA_EPS = 1e-9
+# Offsets, in half latent cells, of the 4 codes around a query: the official (vx, vy) order.
+ENSEMBLE_SHIFTS = ((-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+def sample_nearest(x: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Value of the grid cell that holds each coordinate.
+
+    Args:
+        x: (B, C, h, w) grid.
+        coord: (B, Q, 2) in [-1, 1], (row, col).
+
+    Returns:
+        (B, Q, C).
+    """
+    return F.grid_sample(x, coord.flip(-1).unsqueeze(1), mode='nearest',
+                         align_corners=False)[:, :, 0, :].permute(0, 2, 1)
+
+
+def sample_bilinear(image: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+    """Bilinear interpolation of an image at the queries, border-padded: the skip connection
+    that LTE and SRNO add to their output. (B, C, h, w), (B, Q, 2) -> (B, Q, C)."""
+    return F.grid_sample(image, coord.flip(-1).unsqueeze(1), mode='bilinear',
+                         padding_mode='border', align_corners=False)[:, :, 0, :].permute(0, 2, 1)
+
+
+def code_coords(feat: torch.Tensor) -> torch.Tensor:
+    """(B, 2, h, w) centres of the latent codes of `feat` (B, C, h, w), (row, col)."""
+    B, _, h, w = feat.shape
+    coord = make_coord((h, w), flatten=False, device=feat.device, dtype=feat.dtype)
+    return coord.permute(2, 0, 1).unsqueeze(0).expand(B, 2, h, w)
+
+
+def shifts(local_ensemble: bool) -> Tuple[Tuple[Tuple[int, int], ...], float]:
+    """The (vx, vy) offsets of the codes blended for each query, and the tie-breaking shift."""
+    return (ENSEMBLE_SHIFTS, EPS_SHIFT) if local_ensemble else (((0, 0),), 0.0)
+
+
+def shifted(coord: torch.Tensor, vx: int, vy: int, h: int, w: int,
+            eps_shift: float) -> torch.Tensor:
+    """Query moved by (vx, vy) half latent cells (+ tie shift), kept inside (-1, 1)."""
+    coord_ = coord.clone()
+    coord_[..., 0] += vx / h + eps_shift
+    coord_[..., 1] += vy / w + eps_shift
+    return coord_.clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
+
+
+def relative(coord: torch.Tensor, code_coord: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Eq. 3: the query relative to its code's centre, in latent-cell units, (B, Q, 2)."""
+    rel = coord - code_coord
+    rel[..., 0] *= h
+    rel[..., 1] *= w
+    return rel
+
+
+def area(rel_coord: torch.Tensor) -> torch.Tensor:
+    """(B, Q) area between the query and its code, the weight of the opposite code."""
+    return torch.abs(rel_coord[..., 0] * rel_coord[..., 1]) + AREA_EPS
+
+
+def blend(preds: List[torch.Tensor], areas: List[torch.Tensor],
+          local_ensemble: bool = True) -> torch.Tensor:
+    """Eq. 4: each code's (B, Q, C) prediction weighted by the area of the opposite rectangle."""
+    tot_area = torch.stack(areas).sum(dim=0)
+    if local_ensemble:
+        areas = areas[::-1]
+    ret = 0
+    for pred, a in zip(preds, areas):
+        ret = ret + pred * (a / tot_area).unsqueeze(-1)
+    return ret
+
+
+def members(feats: List[torch.Tensor], coord: torch.Tensor, local_ensemble: bool = True
+            ) -> Iterator[Tuple[List[torch.Tensor], torch.Tensor]]:
+    """Reference path: for each ensemble member, the maps in `feats` sampled at the member's
+    code ((B, Q, C) each, one grid_sample per map as in the official code) and the query
+    relative to that code (B, Q, 2).
+
+    Args:
+        feats: (B, C_i, h, w) maps sharing one latent grid.
+        coord: (B, Q, 2) queries.
+    """
+    h, w = feats[0].shape[-2:]
+    centres = code_coords(feats[0])
+    offsets, eps_shift = shifts(local_ensemble)
+    for vx, vy in offsets:
+        coord_ = shifted(coord, vx, vy, h, w, eps_shift)
+        sampled = [sample_nearest(f, coord_) for f in feats]
+        yield sampled, relative(coord, sample_nearest(centres, coord_), h, w)
+
+
+class Lookup(NamedTuple):
+    """Tables of the fast paths: each code's row number as a map, and each code's centre.
+
+    index: (1, 1, h, w) float32 row numbers (row-major), sampled to find nearest codes.
+    centres: (h*w, 2) code centres, (row, col).
+    """
+    index: torch.Tensor
+    centres: torch.Tensor
+
+
+def make_lookup(h: int, w: int, device: torch.device) -> Lookup:
+    index = torch.arange(h * w, device=device, dtype=torch.float32).view(1, 1, h, w)
+    return Lookup(index, make_coord((h, w), device=device))
+
+
+def nearest_rows(lookup: Lookup, coord_: torch.Tensor) -> torch.Tensor:
+    """(B, Q) long row numbers of the codes holding the (already shifted) queries.
+
+    The same grid_sample(mode='nearest') call as the reference, on a map of row numbers, so
+    ties at cell borders resolve identically; in float32 even under autocast (row numbers
+    above 256 are not exact in 16 bits).
+    """
+    B, Q = coord_.shape[:2]
+    h, w = lookup.index.shape[-2:]
+    with torch.autocast(coord_.device.type, enabled=False):
+        rows = sample_nearest(lookup.index.expand(B, 1, h, w), coord_.float())
+    return rows.view(B, Q).long()

@@ -1,0 +1,65 @@
+"""Galerkin-type attention (Cao, NeurIPS 2021) as SRNO uses it: official `simple_attn` of
+2y7c3/Super-Resolution-Neural-Operator, registered as `galerkin`.
+
+Softmax-free linear attention: keys and values are layer-normalised per head, and the output is
+Q (K^T V) / N over the N tokens, so the tokens interact only through the (C/heads)^2 sums K^T V.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import register
+
+
+class HeadLayerNorm(nn.Module):
+    """The official LayerNorm of SRNO over the last dimension: (x - mean) / (std + eps), with
+    the unbiased std and eps outside the root (not torch's LayerNorm), affine per head.
+
+    Args:
+        shape: affine parameter shape, (heads, 1, head_channels).
+        eps: added to the std.
+    """
+
+    def __init__(self, shape, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True)
+        return self.weight * ((x - mean) / (std + self.eps)) + self.bias
+
+
+@register('galerkin')
+class GalerkinAttention(nn.Module):
+    """Args (official names): midc: channels C; heads: attention heads (C % heads == 0)."""
+
+    def __init__(self, midc: int, heads: int):
+        super().__init__()
+        if midc % heads:
+            raise ValueError(f"galerkin: midc {midc} is not divisible by heads {heads}")
+        self.headc = midc // heads
+        self.heads = heads
+        self.midc = midc
+        self.qkv_proj = nn.Conv2d(midc, 3 * midc, 1)
+        self.o_proj1 = nn.Conv2d(midc, midc, 1)
+        self.o_proj2 = nn.Conv2d(midc, midc, 1)
+        self.kln = HeadLayerNorm((heads, 1, self.headc))
+        self.vln = HeadLayerNorm((heads, 1, self.headc))
+
+    @staticmethod
+    def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """A 1x1 conv applied to (B, N, C) tokens."""
+        return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) tokens -> (B, N, C); every token attends to all N."""
+        B, N, C = x.shape
+        qkv = self._pointwise(self.qkv_proj, x).view(B, N, self.heads, 3 * self.headc)
+        q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)            # (B, heads, N, C/heads)
+        kv = torch.matmul(self.kln(k).transpose(-2, -1), self.vln(v)) / N
+        attn = torch.matmul(q, kv).transpose(1, 2).reshape(B, N, C)
+        hidden = F.gelu(self._pointwise(self.o_proj1, attn + x))
+        return self._pointwise(self.o_proj2, hidden) + x

@@ -1,0 +1,147 @@
+"""LTE: Local Texture Estimator (Lee & Jin, CVPR 2022), official layout of jaewon-lee-b/lte.
+
+LIIF's decoder, fed not the latent code itself but a Fourier basis: from the encoder's features
+a 3x3 conv estimates amplitudes (`coef`) and frequencies (`freq`) for every latent code, a
+linear layer a phase from the cell (`phase`); a query decodes
+    imnet(coef * [cos(pi (F delta + phase)), sin(pi (F delta + phase))])
+with delta its position relative to the code, blended over the 4 nearest codes (LIIF's local
+ensemble), plus bilinear interpolation of the input.
+"""
+import math
+from typing import Any, Dict, NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from .decoder import Decoder, ImplicitDecoder
+from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
+                       sample_bilinear, shifted, shifts)
+from .mlp import MLP
+from .models import make, register
+
+# The fast path decodes at most this many queries per call (inference/ chunks to it).
+FAST_CHUNK_SIZE = 2048
+
+
+class FourierFeat(NamedTuple):
+    """What LTE and lte-fast keep per image.
+
+    coef, freq: (B, D, h, w) amplitude and frequency estimates of every latent code.
+    inp: (B, 3, h, w) the normalised input, for the bilinear skip.
+    """
+    coef: torch.Tensor
+    freq: torch.Tensor
+    inp: torch.Tensor
+
+
+def fourier_basis(q_freq: torch.Tensor, rel_coord: torch.Tensor, phase: torch.Tensor,
+                  interleaved: bool = True) -> torch.Tensor:
+    """The local Fourier basis of each query (Eq. 5 of the LTE paper).
+
+    Args:
+        q_freq: (B, Q, D) frequencies of the query's code: D/2 (row, col) frequency pairs,
+            interleaved (f0_row, f0_col, f1_row, ...) as LTE has them, or as two halves (all
+            row frequencies, then all column ones) as lte-fast has them.
+        rel_coord: (B, Q, 2) query relative to the code, in latent-cell units.
+        phase: (B, Q, D/2) phase from the cell.
+
+    Returns:
+        (B, Q, D): cos of the D/2 phases, then sin.
+    """
+    B, Q, D = q_freq.shape
+    pairs = q_freq.view(B, Q, D // 2, 2) if interleaved else \
+        q_freq.view(B, Q, 2, D // 2).transpose(-1, -2)
+    angle = (pairs * rel_coord.unsqueeze(-2)).sum(dim=-1) + phase
+    return torch.cat((torch.cos(math.pi * angle), torch.sin(math.pi * angle)), dim=-1)
+
+
+def relative_cell(cell: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, Q, 2) cell in latent-cell units."""
+    rel_cell = cell.clone()
+    rel_cell[..., 0] *= h
+    rel_cell[..., 1] *= w
+    return rel_cell
+
+
+class FourierTables(NamedTuple):
+    """Fast path: (coef | freq) of every code as rows (B*h*w, 2D), and the lookup tables."""
+    rows: torch.Tensor
+    lookup: Lookup
+    inp: torch.Tensor
+
+
+@register('lte')
+class LTE(ImplicitDecoder):
+    """Args (official names):
+        encoder_spec: model spec of the encoder (edsr-baseline, rdn or swinir, no upsampling).
+        imnet_spec: model spec of the decoder MLP (its in_dim is set to hidden_dim).
+        hidden_dim: number of Fourier components D (D/2 frequencies, each as cos and sin).
+    """
+    fast_chunk_size = FAST_CHUNK_SIZE
+
+    def __init__(self, encoder_spec: Dict[str, Any], imnet_spec: Optional[Dict[str, Any]] = None,
+                 hidden_dim: int = 256):
+        super().__init__()
+        if imnet_spec is None:
+            raise ValueError("lte needs imnet_spec (the decoder MLP), e.g. {name: mlp, args: "
+                             "{out_dim: 3, hidden_list: [256, 256, 256]}}")
+        self.encoder = make(encoder_spec)
+        self.coef = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
+        self.freq = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
+        self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
+        self.imnet = make(imnet_spec, args={'in_dim': hidden_dim})
+
+    def encode(self, inp: torch.Tensor) -> FourierFeat:
+        """(B, 3, h, w) normalised image -> amplitudes and frequencies of every code."""
+        feat = self.encoder(inp)
+        return FourierFeat(self.coef(feat), self.freq(feat), inp)
+
+    def query(self, feat: FourierFeat, coord: torch.Tensor,
+              cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Reference path. (B, Q, 2) coords and cells -> (B, Q, 3) normalised RGB."""
+        if cell is None:
+            raise ValueError("lte decodes with the cell size; pass cell")
+        h, w = feat.coef.shape[-2:]
+        phase = self.phase(relative_cell(cell, h, w))
+        preds, areas = [], []
+        for (q_coef, q_freq), rel_coord in members([feat.coef, feat.freq], coord):
+            preds.append(self.imnet(q_coef * fourier_basis(q_freq, rel_coord, phase)))
+            areas.append(area(rel_coord))
+        return blend(preds, areas) + sample_bilinear(feat.inp, coord)
+
+    # Fast path: the four codes of each query are found with one lookup each on a map of row
+    # numbers (instead of three grid_sample calls over D channels), coef and freq are gathered
+    # as one row, the phase is computed once, and the four members go through the MLP as one
+    # matrix product, in chunks small enough to stay in cache.
+
+    @property
+    def supports_fast(self) -> bool:
+        return isinstance(self.imnet, MLP)
+
+    def fast_decoder(self, feat: FourierFeat) -> Decoder:
+        B, D, h, w = feat.coef.shape
+        rows = torch.cat([feat.coef, feat.freq], dim=1).view(B, 2 * D, h * w).transpose(1, 2)
+        tables = FourierTables(rows.reshape(B * h * w, 2 * D).contiguous(),
+                               make_lookup(h, w, feat.coef.device), feat.inp)
+        return lambda coord, cell: self.query_tables(tables, coord, cell)
+
+    def query_tables(self, tables: FourierTables, coord: torch.Tensor,
+                     cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Fast-path query: as `query`, from `fast_decoder`'s tables. (B, Q, 2) -> (B, Q, 3)."""
+        if cell is None:
+            raise ValueError("lte decodes with the cell size; pass cell")
+        B, Q = coord.shape[:2]
+        h, w = tables.lookup.index.shape[-2:]
+        D = tables.rows.shape[1] // 2
+        phase = self.phase(relative_cell(cell, h, w))
+        batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
+        offsets, eps_shift = shifts(True)
+        inputs, areas = [], []
+        for vx, vy in offsets:
+            idx = nearest_rows(tables.lookup, shifted(coord, vx, vy, h, w, eps_shift))
+            rel_coord = relative(coord, tables.lookup.centres[idx], h, w)
+            row = tables.rows.index_select(0, (idx + batch_offset).view(-1)).view(B, Q, 2 * D)
+            inputs.append(row[..., :D] * fourier_basis(row[..., D:], rel_coord, phase))
+            areas.append(area(rel_coord))
+        out = self.imnet.forward_inplace(torch.stack(inputs).view(4 * B * Q, D))
+        return blend(list(out.view(4, B, Q, -1)), areas) + sample_bilinear(tables.inp, coord)

@@ -1,0 +1,68 @@
+"""lte-fast: LTE with 1x1 convolutions for its MLP (official `models/ltep.py` of
+jaewon-lee-b/lte), built to decode whole query grids at once.
+
+Its official call takes a (B, H, W, 2) grid and a (B, 2) cell and returns (B, 3, H, W); every
+query is still independent, so our flat form (B, Q, 2) gives the same values and can be chunked.
+It differs from `lte` in its layout (conv `layers` instead of an `imnet`) and in how `freq`
+holds its frequency pairs (two halves, not interleaved).
+"""
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .decoder import ImplicitDecoder
+from .ensemble import area, blend, members, sample_bilinear
+from .lte import FourierFeat, fourier_basis, relative_cell
+from .models import make, register
+
+
+@register('lte-fast')
+class LTEFast(ImplicitDecoder):
+    """Args (official names):
+        encoder_spec: model spec of the encoder (no upsampling).
+        num_layer: hidden 1x1 conv layers of the decoder.
+        hidden_dim: number of Fourier components D, and the width of the decoder.
+        out_dim: output channels.
+    """
+    grid_queries = True
+
+    def __init__(self, encoder_spec: Dict[str, Any], num_layer: int = 3, hidden_dim: int = 256,
+                 out_dim: int = 3):
+        super().__init__()
+        self.encoder = make(encoder_spec)
+        self.coef = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
+        self.freq = nn.Conv2d(self.encoder.out_dim, hidden_dim, 3, padding=1)
+        self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
+        layers = []
+        for _ in range(num_layer):
+            layers += [nn.Conv2d(hidden_dim, hidden_dim, 1), nn.ReLU()]
+        layers.append(nn.Conv2d(hidden_dim, out_dim, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def encode(self, inp: torch.Tensor) -> FourierFeat:
+        """(B, 3, h, w) normalised image -> amplitudes and frequencies of every code."""
+        feat = self.encoder(inp)
+        return FourierFeat(self.coef(feat), self.freq(feat), inp)
+
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 conv stack applied to (B, Q, D) queries, as the linear maps they are."""
+        for layer in self.layers:
+            x = F.linear(x, layer.weight.flatten(1), layer.bias) \
+                if isinstance(layer, nn.Conv2d) else layer(x)
+        return x
+
+    def query(self, feat: FourierFeat, coord: torch.Tensor,
+              cell: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, Q, 2) coords, (B, Q, 2) cells -> (B, Q, 3) normalised RGB."""
+        if cell is None:
+            raise ValueError("lte-fast decodes with the cell size; pass cell")
+        h, w = feat.coef.shape[-2:]
+        phase = self.phase(relative_cell(cell, h, w))
+        preds, areas = [], []
+        for (q_coef, q_freq), rel_coord in members([feat.coef, feat.freq], coord):
+            basis = fourier_basis(q_freq, rel_coord, phase, interleaved=False)
+            preds.append(self._decode(q_coef * basis))
+            areas.append(area(rel_coord))
+        return blend(preds, areas) + sample_bilinear(feat.inp, coord)
