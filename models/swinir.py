@@ -222,7 +222,7 @@ class SwinIR(nn.Module):
             self.absolute_pos_embed = None
         self.pos_drop = nn.Dropout(drop_rate)
         # Stochastic depth grows linearly over all blocks (training only).
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.layers = nn.ModuleList()
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             start = sum(depths[:i])
