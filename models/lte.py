@@ -19,8 +19,10 @@ from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, 
 from .mlp import MLP
 from .models import make, register
 
-# The fast path decodes at most this many queries per call (inference/ chunks to it).
-FAST_CHUNK_SIZE = 2048
+# The fast path decodes at most this many queries per call (inference/ chunks to it), and runs
+# its MLP over blocks of this many rows (the 4 ensemble members of each query are 4 rows).
+FAST_CHUNK_SIZE = 4096
+MLP_BLOCK_ROWS = 512
 
 
 class FourierFeat(NamedTuple):
@@ -111,8 +113,9 @@ class LTE(ImplicitDecoder):
 
     # Fast path: the four codes of each query are found with one lookup each on a map of row
     # numbers (instead of three grid_sample calls over D channels), coef and freq are gathered
-    # as one row, the phase is computed once, and the four members go through the MLP as one
-    # matrix product, in chunks small enough to stay in cache.
+    # as one row, the phase is computed once, the basis is written straight into the MLP's
+    # input, and the MLP runs over blocks of rows small enough for its activations to stay in
+    # cache (its matrix products are most of the cost).
 
     @property
     def supports_fast(self) -> bool:
@@ -120,7 +123,10 @@ class LTE(ImplicitDecoder):
 
     def fast_decoder(self, feat: FourierFeat) -> Decoder:
         B, D, h, w = feat.coef.shape
-        rows = torch.cat([feat.coef, feat.freq], dim=1).view(B, 2 * D, h * w).transpose(1, 2)
+        # Row layout [coef | row frequencies | column frequencies]: the interleaved pairs of
+        # `freq` split into two contiguous halves.
+        freq = feat.freq.view(B, D // 2, 2, h, w).transpose(1, 2).reshape(B, D, h, w)
+        rows = torch.cat([feat.coef, freq], dim=1).view(B, 2 * D, h * w).transpose(1, 2)
         tables = FourierTables(rows.reshape(B * h * w, 2 * D).contiguous(),
                                make_lookup(h, w, feat.coef.device), feat.inp)
         return lambda coord, cell: self.query_tables(tables, coord, cell)
@@ -132,16 +138,23 @@ class LTE(ImplicitDecoder):
             raise ValueError("lte decodes with the cell size; pass cell")
         B, Q = coord.shape[:2]
         h, w = tables.lookup.index.shape[-2:]
-        D = tables.rows.shape[1] // 2
-        phase = self.phase(relative_cell(cell, h, w))
+        D, half = tables.rows.shape[1] // 2, tables.rows.shape[1] // 4
+        phase = self.phase(relative_cell(cell, h, w)).view(B * Q, half)
         batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
         offsets, eps_shift = shifts(True)
         inputs, areas = [], []
         for vx, vy in offsets:
             idx = nearest_rows(tables.lookup, shifted(coord, vx, vy, h, w, eps_shift))
             rel_coord = relative(coord, tables.lookup.centres[idx], h, w)
-            row = tables.rows.index_select(0, (idx + batch_offset).view(-1)).view(B, Q, 2 * D)
-            inputs.append(row[..., :D] * fourier_basis(row[..., D:], rel_coord, phase))
+            row = tables.rows.index_select(0, (idx + batch_offset).view(-1))
+            rel = rel_coord.view(B * Q, 2, 1).to(row.dtype)
+            angle = row[:, D:D + half] * rel[:, 0]
+            angle = angle.add_(row[:, D + half:] * rel[:, 1]).add_(phase).mul_(math.pi)
+            # In place only on fresh results, so that training can use this path too.
+            basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
+            inputs.append(basis.mul_(row[:, :D]))
             areas.append(area(rel_coord))
-        out = self.imnet.forward_inplace(torch.stack(inputs).view(4 * B * Q, D))
+        x = torch.stack(inputs)
+        out = torch.cat([self.imnet.forward_inplace(block)
+                         for block in x.view(4 * B * Q, D).split(MLP_BLOCK_ROWS)])
         return blend(list(out.view(4, B, Q, -1)), areas) + sample_bilinear(tables.inp, coord)

@@ -1,13 +1,19 @@
-"""Time the reference and fast LIIF query paths side by side, with the official checkpoint.
+"""Time the decoders side by side: each model's reference path, and its fast path where it
+has one, in one process.
 
-For each scale, the same input is encoded once and decoded by both paths (same process,
-warm-up, median of --repeats runs). Prints seconds, output megapixels per second, peak memory,
-the speed-up and the max abs difference, plus the machine's measured fp32 GEMM throughput and
-the fraction of it each path reaches (from its multiply-accumulates per output pixel).
+--model takes checkpoints (.pth) and model specs: a YAML file holding {name, args} or a
+training config (its `model`), built with random weights (speed does not depend on them).
+For each model and scale, the same input is encoded once and decoded by each path (warm-up,
+median of --repeats runs). Prints seconds, output megapixels per second, peak memory, the
+speed-up over the model's reference path, the max abs difference from it, and the fraction of
+the machine's measured fp32 GEMM throughput each path reaches (from the multiply-accumulates
+that torch's flop counter sees in one decode).
 
-Example:
+Examples:
   python scripts/bench_inference.py --model pretrained/edsr-baseline-liif.pth \\
       --size 48 --scales 2 4 8 30 --device cpu
+  python scripts/bench_inference.py --scales 4 --model pretrained/edsr-baseline-liif.pth \\
+      configs/train-div2k/train_edsr-baseline-lte.yaml configs/train-div2k/train_edsr-sronet.yaml
 """
 import argparse
 import os
@@ -19,10 +25,14 @@ import time
 from typing import Callable, List, Optional
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-from utils import PRECISIONS, autocast, load_checkpoint, make_coord, resolve_device  # noqa: E402
+from inference import load_decoder, predict  # noqa: E402
+from inference.loading import check_decoder_spec  # noqa: E402
+from utils import PRECISIONS, autocast, make_coord, resolve_device  # noqa: E402
+from utils.config import load_config  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
 
 def timed(fn: Callable, repeats: int, device: torch.device):
@@ -72,28 +82,34 @@ def gemm_gflops(device: torch.device, dtype: torch.dtype, d: int = 256) -> float
     return best
 
 
-def macs_per_pixel(model, scale: float, impl: str) -> float:
-    """Multiply-accumulates per output pixel of the decoder (encoder excluded)."""
-    linears = [m for m in model.imnet.layers if isinstance(m, torch.nn.Linear)]
-    n_ensemble = 4 if model.local_ensemble else 1
-    later = sum(l.in_features * l.out_features for l in linears[1:])
-    first = linears[0]
-    if impl == 'reference':
-        return n_ensemble * (first.in_features * first.out_features + later)
-    n_small = first.in_features - (model.encoder.out_dim * (9 if model.feat_unfold else 1))
-    conv = (first.in_features - n_small) * first.out_features / scale ** 2  # once per code
-    return n_ensemble * (n_small * first.out_features + later) + conv
+def load_model(source: str, device: torch.device) -> torch.nn.Module:
+    """A checkpoint's model, or a spec's (a YAML {name, args}, or a config's `model`)."""
+    if source.endswith('.pth') or source == 'bicubic':
+        return load_decoder(source, device)
+    spec = load_config(source)
+    spec = spec.get('model', spec)
+    check_decoder_spec(spec, source)
+    torch.manual_seed(0)
+    return models.make(spec).to(device).eval()
+
+
+def counted_flops(fn: Callable) -> float:
+    """Floating-point operations of the matrix products and convolutions of one call."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', default='pretrained/edsr-baseline-liif.pth',
-                        help='LIIF checkpoint (default: %(default)s)')
+    parser.add_argument('--model', nargs='+', default=['pretrained/edsr-baseline-liif.pth'],
+                        help='checkpoints (.pth) or model specs (YAML: {name, args} or a '
+                             'training config); default: %(default)s')
     parser.add_argument('--size', type=int, default=48, help='input side in pixels (default: 48)')
     parser.add_argument('--scales', type=float, nargs='+', default=[2, 4, 8, 30],
                         help='output scales (default: 2 4 8 30)')
-    parser.add_argument('--chunk', type=int, default=30000,
+    parser.add_argument('--chunk-size', '--chunk', dest='chunk_size', type=int, default=30000,
                         help='queries per chunk (default: %(default)s)')
     parser.add_argument('--repeats', type=int, default=3, help='timed runs (default: 3)')
     parser.add_argument('--precision', choices=sorted(PRECISIONS), nargs='+', default=['fp32'],
@@ -104,39 +120,47 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    model = models.make(load_checkpoint(args.model)['model'], load_sd=True).to(device).eval()
+    try:
+        loaded = [(source, load_model(source, device)) for source in args.model]
+    except (FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     torch.manual_seed(0)
     inp = torch.rand(1, 3, args.size, args.size, device=device) * 2 - 1
 
     gflops = gemm_gflops(device, torch.float32)
     print(f'device: {device}, threads: {torch.get_num_threads()}, input {args.size}x{args.size}, '
-          f'chunk {args.chunk}; best fp32 GEMM (n x 256 @ 256 x 256): {gflops:.1f} GFLOP/s')
-    print('| scale | output | path | seconds | MP/s | peak MB | speed-up | max abs diff | '
+          f'chunk {args.chunk_size}; best fp32 GEMM (n x 256 @ 256 x 256): {gflops:.1f} GFLOP/s')
+    print('| model | scale | output | path | seconds | MP/s | peak MB | speed-up | max abs diff | '
           '% of fp32 GEMM |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('|---|---|---|---|---|---|---|---|---|---|')
     with torch.no_grad():
-        feat = model.encode(inp)
-        for scale in args.scales:
-            H = W = round(args.size * scale)
-            coord = make_coord((H, W), device=device).unsqueeze(0)
-            cell = make_cell(coord, (H, W))
-            runs = [('reference', 'fp32')] + [('fast', p) for p in args.precision]
-            base_time = base_out = None
-            for impl, precision in runs:
-                def run(impl=impl, precision=precision):
-                    with autocast(device, precision):
-                        return models.query_in_chunks(model, feat, coord, cell, args.chunk,
-                                                      impl=impl).float()
-                seconds, out = timed(run, args.repeats, device)
-                peak = peak_memory_mb(run, device)
-                if base_time is None:
-                    base_time, base_out = seconds, out
-                mp_s = H * W / seconds / 1e6
-                reached = 2 * macs_per_pixel(model, scale, impl) * H * W / seconds / 1e9 / gflops
-                print(f'| x{scale:g} | {H}x{W} | {impl} {precision} | {seconds:.3f} | {mp_s:.3f} | '
-                      f'{peak:.0f} | {base_time / seconds:.2f}x | '
-                      f'{(out - base_out).abs().max().item():.2e} | {100 * reached:.0f}% |',
-                      flush=True)
+        for source, model in loaded:
+            name = f"{os.path.basename(source)} ({type(model).__name__})"
+            feat = model.encode(inp)
+            # A whole_grid model (SRNO) decodes the whole grid at once.
+            chunk = None if model.whole_grid else args.chunk_size
+            for scale in args.scales:
+                H = W = round(args.size * scale)
+                coord = make_coord((H, W), device=device).unsqueeze(0)
+                cell = make_cell(coord, (H, W))
+                runs = [('reference', 'fp32')]
+                if model.supports_fast:
+                    runs += [('fast', p) for p in args.precision]
+                base_time = base_out = None
+                for impl, precision in runs:
+                    def run(impl=impl, precision=precision):
+                        with autocast(device, precision):
+                            return predict(model, feat, coord, cell, chunk, impl).float()
+                    flops = counted_flops(run)
+                    seconds, out = timed(run, args.repeats, device)
+                    peak = peak_memory_mb(run, device)
+                    if base_time is None:
+                        base_time, base_out = seconds, out
+                    print(f'| {name} | x{scale:g} | {H}x{W} | {impl} {precision} | {seconds:.3f} | '
+                          f'{H * W / seconds / 1e6:.3f} | {peak:.0f} | {base_time / seconds:.2f}x | '
+                          f'{(out - base_out).abs().max().item():.2e} | '
+                          f'{100 * flops / seconds / 1e9 / gflops:.0f}% |', flush=True)
     return 0
 
 

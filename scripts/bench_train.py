@@ -22,7 +22,7 @@ import models  # noqa: E402
 from train_liif import train_step  # noqa: E402
 from utils import resolve_device  # noqa: E402
 from utils.config import apply_overrides, load_config, require  # noqa: E402
-from utils.evaluation import normalisers  # noqa: E402
+from inference import normalisers  # noqa: E402
 from utils.training import make_optimizer  # noqa: E402
 
 

@@ -219,3 +219,17 @@ def test_swinir_named_with_decoder_specs_builds_the_bare_official_encoder(caplog
         model = models.make(layout['model_spec'])
     assert 'ignores encoder_spec and imnet_spec' in caplog.text
     assert not hasattr(model, 'imnet')
+
+
+@pytest.mark.parametrize('name', ['tiny_lte', 'tiny_swinir_liif'])
+def test_fast_path_trains_with_the_reference_gradients(name):
+    model, d = load_case(name)
+    grads = {}
+    for impl in ('reference', 'fast'):
+        model.zero_grad()
+        model(d['inp'], d['coord'], d['cell'], impl=impl).abs().mean().backward()
+        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters()
+                       if p.grad is not None}
+    assert grads['fast'].keys() == grads['reference'].keys()
+    for key, value in grads['reference'].items():
+        assert (grads['fast'][key] - value).abs().max().item() < 1e-6, key
