@@ -73,8 +73,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                       help=f'scale, one for both axes or height,width (default: {DEFAULT_SCALE})')
     parser.add_argument('--allow-downscale', action='store_true',
                         help='allow an output smaller than the input')
-    parser.add_argument('--model', default=DEFAULT_MODEL, help='checkpoint of LIIF, MetaSR, LTE, lte-fast or SRNO (default: %(default)s)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto)')
+    parser.add_argument('--model', default=DEFAULT_MODEL,
+                        help='checkpoint of LIIF, MetaSR, LTE, lte-fast or SRNO '
+                             '(default: %(default)s)')
+    parser.add_argument('--device', default='auto',
+                        help='auto, cpu, cuda or cuda:N (default: auto)')
     parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=65536,
                         help='output pixels decoded at once, in bands of whole rows '
                              '(default: %(default)s)')

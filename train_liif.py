@@ -17,8 +17,10 @@ epoch-best.pth at the best validation PSNR, in the official checkpoint format; -
 continues from epoch-last.pth with model, optimizer, scheduler, epoch and RNG states.
 
 Examples:
-  python train_liif.py --config configs/train-t91/train_t91_small-liif.yaml --data-root ../shared/data
-  torchrun --nproc_per_node 2 train_liif.py --config configs/train-div2k/train_edsr-baseline-liif.yaml
+  python train_liif.py --config configs/train-t91/train_t91_small-liif.yaml \\
+      --data-root ../shared/data
+  torchrun --nproc_per_node 2 train_liif.py \\
+      --config configs/train-div2k/train_edsr-baseline-liif.yaml
 """
 import argparse
 import copy

@@ -181,4 +181,3 @@ class LIIF(ImplicitDecoder):
             preds.append(self.imnet.forward_inplace(hidden, start=1).view(B, Q, -1))
             areas.append(area(rel_coord))
         return self._add_skip(blend(preds, areas, self.local_ensemble), proj.image, coord)
-

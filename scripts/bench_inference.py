@@ -24,8 +24,8 @@ import sys
 import time
 from typing import Callable, List, Optional
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
@@ -34,6 +34,7 @@ from inference.loading import check_decoder_spec  # noqa: E402
 from utils import PRECISIONS, autocast, make_coord, resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
+
 
 def timed(fn: Callable, repeats: int, device: torch.device):
     """(median seconds, last result) after one warm-up call."""
@@ -157,8 +158,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                     peak = peak_memory_mb(run, device)
                     if base_time is None:
                         base_time, base_out = seconds, out
-                    print(f'| {name} | x{scale:g} | {H}x{W} | {impl} {precision} | {seconds:.3f} | '
-                          f'{H * W / seconds / 1e6:.3f} | {peak:.0f} | {base_time / seconds:.2f}x | '
+                    print(f'| {name} | x{scale:g} | {H}x{W} | {impl} {precision} | '
+                          f'{seconds:.3f} | {H * W / seconds / 1e6:.3f} | {peak:.0f} | '
+                          f'{base_time / seconds:.2f}x | '
                           f'{(out - base_out).abs().max().item():.2e} | '
                           f'{100 * flops / seconds / 1e9 / gflops:.0f}% |', flush=True)
     return 0

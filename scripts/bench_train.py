@@ -43,7 +43,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     spec = require(config, 'train_dataset', args.config)
     wrapper = spec['wrapper']['args']
     batch_size, inp_size = spec['batch_size'], wrapper['inp_size']
-    sample_q = wrapper.get('sample_q') or round(inp_size * wrapper.get('scale_max', 1)) ** 2
+    sample_q = wrapper.get('sample_q')
+    if sample_q is None:  # the `-fast` wrappers keep h*w HR pixels; the others all of the crop
+        sample_q = inp_size ** 2 if spec['wrapper']['name'].endswith('-fast') else \
+            round(inp_size * wrapper.get('scale_max', 1)) ** 2
 
     torch.manual_seed(0)
     model = models.make(config['model']).to(device).train()

@@ -147,3 +147,54 @@ def test_unknown_dataset_name_lists_known_names():
     with pytest.raises(ValueError, match=r"unknown dataset 'image_folder'; known: image-folder, "
                                          r"paired-image-folders, sr-implicit-downsampled"):
         datasets.make({'name': 'image_folder'})
+
+
+def test_downsampled_fast_wrapper_gives_the_whole_hr_grid(tmp_path):
+    """SRNO's and LTE's grid form: the same LR, cell and HR pixels as the flat wrapper."""
+    write_png(tmp_path / 'a.png', 100, 77)
+    folder = datasets.make({'name': 'image-folder', 'args': {'root_path': str(tmp_path)}})
+    grid = datasets.make({'name': 'sr-implicit-downsampled-fast', 'args': {'scale_min': 6}},
+                         args={'dataset': folder})[0]
+    hr = folder[0]
+    assert grid['inp'].shape == (3, 16, 12) and grid['coord'].shape == (96, 72, 2)
+    assert torch.equal(grid['gt'], hr[:, :96, :72])
+    assert torch.equal(grid['cell'], torch.tensor([2 / 96, 2 / 72]))
+    assert torch.equal(grid['inp'], official_resize_fn(hr[:, :96, :72], (16, 12)))
+    assert torch.allclose(grid['coord'][3, 5], torch.tensor([-1 + 7 / 96, -1 + 11 / 72]))
+
+
+def test_downsampled_fast_training_sample_draws_hr_pixels_as_an_lr_sized_grid(tmp_path):
+    write_png(tmp_path / 'a.png', 120, 120)
+    folder = datasets.make({'name': 'image-folder', 'args': {'root_path': str(tmp_path)}})
+    wrapper = datasets.make({'name': 'sr-implicit-downsampled-fast', 'args': {
+        'inp_size': 10, 'scale_min': 3, 'scale_max': 3}}, args={'dataset': folder})
+    random.seed(1)
+    np.random.seed(1)
+    sample = wrapper[0]
+    assert sample['inp'].shape == (3, 10, 10)
+    assert sample['coord'].shape == (10, 10, 2) and sample['gt'].shape == (3, 10, 10)
+    assert torch.equal(sample['cell'], torch.tensor([2 / 30, 2 / 30]))
+    # Every query is the centre of a distinct pixel of the 30x30 HR crop, and gt is its value.
+    index = ((sample['coord'] + 1) * 15 - 0.5).round().long().view(-1, 2)
+    assert len({tuple(i) for i in index.tolist()}) == 100
+    random.seed(1)
+    random.uniform(3, 3)  # the wrapper draws the scale first
+    x0, y0 = random.randint(0, 90), random.randint(0, 90)
+    crop = folder[0][:, x0:x0 + 30, y0:y0 + 30]
+    assert torch.equal(sample['gt'].reshape(3, -1), crop[:, index[:, 0], index[:, 1]])
+
+
+def test_paired_fast_wrapper_keeps_an_lr_sized_window_of_the_hr_grid(tmp_path):
+    os.makedirs(tmp_path / 'lr')
+    os.makedirs(tmp_path / 'hr')
+    write_png(tmp_path / 'lr' / 'ax2.png', 20, 20)
+    write_png(tmp_path / 'hr' / 'a.png', 40, 40, seed=1)
+    pairs = datasets.make({'name': 'paired-image-folders', 'args': {
+        'root_path_1': str(tmp_path / 'lr'), 'root_path_2': str(tmp_path / 'hr')}})
+    whole = datasets.make({'name': 'sr-implicit-paired-fast', 'args': {}},
+                          args={'dataset': pairs})[0]
+    assert whole['coord'].shape == (40, 40, 2) and torch.equal(whole['gt'], pairs[0][1])
+    crop = datasets.make({'name': 'sr-implicit-paired-fast', 'args': {'inp_size': 8}},
+                         args={'dataset': pairs})[0]
+    assert crop['inp'].shape == (3, 8, 8) and crop['gt'].shape == (3, 8, 8)
+    assert torch.equal(crop['cell'], torch.tensor([2 / 16, 2 / 16]))

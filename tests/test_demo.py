@@ -14,8 +14,8 @@ import demo
 import models
 import test as test_script
 from conftest import REPO, shared_path
-from utils import calc_psnr, load_checkpoint
 from inference import render_bands
+from utils import calc_psnr, load_checkpoint, make_coord
 
 
 def run_demo(capsys, *argv):
@@ -116,7 +116,9 @@ def test_16_bit_png_stays_16_bit(capsys, tmp_path):
     ('below-one', ['--scale', '0.5'], 'is below 1'),
     ('bad-folder', ['--output', '{tmp}/no/such/dir/out.png'], 'output folder does not exist'),
     ('bad-extension', ['--output', '{tmp}/out.xyz'], "unknown output extension '.xyz'"),
-    ('not-liif', ['--model', '{tmp}/encoder.pth'], "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, liif, lte"),
+    ('not-liif', ['--model', '{tmp}/encoder.pth'],
+     "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, "
+     "liif, lte"),
     ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'cannot read checkpoint'),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, name, argv, message):
@@ -152,3 +154,52 @@ def test_default_run_upscales_the_bundled_sample(tmp_path):
     out = tmp_path / 'outputs' / 'astronaut-128_512x512.png'
     assert 'wrote outputs/astronaut-128_512x512.png' in result.stdout
     assert Image.open(out).size == (512, 512)
+
+
+def platform_model(name):
+    path = shared_path('reference', 'platform', f'{name}.pth')
+    return path, models.make(load_checkpoint(path)['model'], load_sd=True).eval()
+
+
+@pytest.mark.parametrize('name', ['tiny_lte', 'tiny_lte_fast', 'tiny_swinir_lte', 'tiny_srno'])
+def test_demo_upscales_with_every_platform_model(capsys, tmp_path, name):
+    write_rgb(tmp_path / 'in.png', 13, 17)
+    out = tmp_path / 'out.png'
+    code, stdout, err = run_demo(capsys, '--input', str(tmp_path / 'in.png'), '--output',
+                                 str(out), '--scale', '2.5', '--model', platform_model(name)[0],
+                                 '--quiet', '--chunk-size', '100')
+    assert code == 0, err
+    assert Image.open(out).size == (42, 32)
+
+
+@pytest.mark.parametrize('name', ['tiny_lte', 'tiny_lte_fast', 'tiny_srno'])
+def test_banded_render_equals_one_whole_grid_call(name):
+    """Bands of rows change nothing, SRNO included (it is decoded in one band)."""
+    _, model = platform_model(name)
+    torch.manual_seed(0)
+    inp = torch.rand(1, 3, 9, 11) * 2 - 1
+    H, W = 23, 31
+    with torch.no_grad():
+        banded = torch.cat([b for _, b in render_bands(model, inp, (H, W), chunk_size=70)])
+        coord = make_coord((H, W)).unsqueeze(0)
+        cell = torch.tensor([2 / H, 2 / W]).expand(1, H * W, 2)
+        whole = model.query(model.encode(inp), coord, cell)
+    whole = (whole * 0.5 + 0.5).clamp(0, 1).view(H, W, 3)
+    assert (banded - whole).abs().max().item() < 1e-5
+
+
+def test_swinir_render_follows_lte_window_protocol():
+    """demo's window padding gives LTE's --window output: the input mirror-padded to
+    (h // N + 1) * N, the padded image's grid decoded at the integer scale, then cropped."""
+    _, model = platform_model('tiny_swinir_lte')
+    torch.manual_seed(0)
+    inp = torch.rand(1, 3, 10, 7) * 2 - 1
+    with torch.no_grad():  # x3, window 4: 10x7 is padded to 12x8
+        banded = torch.cat([b for _, b in render_bands(model, inp, (30, 21), chunk_size=90,
+                                                       window=4)])
+        padded = torch.cat([inp, inp.flip(-2)], -2)[..., :12, :]
+        padded = torch.cat([padded, padded.flip(-1)], -1)[..., :8]
+        coord = make_coord((36, 24)).unsqueeze(0)
+        cell = torch.tensor([2 / 36, 2 / 24]).expand(1, 36 * 24, 2)
+        official = model(padded, coord, cell).view(36, 24, 3)[:30, :21]
+    assert (banded - (official * 0.5 + 0.5).clamp(0, 1)).abs().max().item() < 1e-5

@@ -230,3 +230,32 @@ def test_bad_input_names_the_problem(tmp_path, capsys, problem, message):
     err = capsys.readouterr().err
     assert err.startswith('error: ')
     assert re.search(message, err), err
+
+
+def test_warmup_schedule_follows_the_official_srno_schedulers():
+    """lr per epoch of SRNO's GradualWarmupScheduler(multiplier 10, total_epoch 5) followed by
+    CosineAnnealingLR(T_max = 30 - 5), stepped with the epoch number after each epoch (values
+    from the official classes, lr 4e-5)."""
+    from utils.training import make_scheduler
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([param], lr=4e-5)
+    scheduler = make_scheduler({'epoch_max': 30, 'warmup_step_lr': {
+        'multiplier': 10, 'total_epoch': 5}}, optimizer)
+    lrs = []
+    for _ in range(30):
+        lrs.append(optimizer.param_groups[0]['lr'])
+        optimizer.step()
+        scheduler.step()
+    expected = {1: 4e-5, 2: 1.12e-4, 4: 2.56e-4, 6: 4e-4, 8: 3.9371663222572626e-4,
+                10: 3.752613360087727e-4, 20: 1.625237370828551e-4, 30: 1.577059737104447e-6}
+    for epoch, lr in expected.items():
+        assert lrs[epoch - 1] == pytest.approx(lr, rel=1e-9), epoch
+
+
+def test_warmup_and_multi_step_together_are_refused(tmp_path, tiny, capsys):
+    config = yaml.safe_load(open(tiny))
+    config['warmup_step_lr'] = {'multiplier': 2, 'total_epoch': 1}
+    path = tmp_path / 'both.yaml'
+    path.write_text(yaml.safe_dump(config))
+    assert train(tmp_path, str(path)) == 2
+    assert 'give multi_step_lr or warmup_step_lr, not both' in capsys.readouterr().err
