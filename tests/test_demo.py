@@ -203,3 +203,13 @@ def test_swinir_render_follows_lte_window_protocol():
         cell = torch.tensor([2 / 36, 2 / 24]).expand(1, 36 * 24, 2)
         official = model(padded, coord, cell).view(36, 24, 3)[:30, :21]
     assert (banded - (official * 0.5 + 0.5).clamp(0, 1)).abs().max().item() < 1e-5
+
+
+def test_swinir_input_too_small_for_its_window_is_one_line(capsys, tmp_path):
+    write_rgb(tmp_path / 'tiny.png', 1, 5)
+    out = tmp_path / 'out.png'
+    code, _, err = run_demo(capsys, '--input', str(tmp_path / 'tiny.png'), '--output', str(out),
+                            '--model', platform_model('tiny_swinir_lte')[0], '--quiet')
+    assert code == 2 and not out.exists()
+    assert err == ("error: window 4: a 1x5 input cannot be mirror-padded to 4x8 (LTE's protocol "
+                   "pads by up to one window; each side needs at least 2 pixels)\n")
