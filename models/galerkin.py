@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mlp import pointwise
 from .models import register
 
 
@@ -49,17 +50,12 @@ class GalerkinAttention(nn.Module):
         self.kln = HeadLayerNorm((heads, 1, self.headc))
         self.vln = HeadLayerNorm((heads, 1, self.headc))
 
-    @staticmethod
-    def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        """A 1x1 conv applied to (B, N, C) tokens."""
-        return F.linear(x, conv.weight.flatten(1), conv.bias)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, C) tokens -> (B, N, C); every token attends to all N."""
         B, N, C = x.shape
-        qkv = self._pointwise(self.qkv_proj, x).view(B, N, self.heads, 3 * self.headc)
+        qkv = pointwise(self.qkv_proj, x).view(B, N, self.heads, 3 * self.headc)
         q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)            # (B, heads, N, C/heads)
         kv = torch.matmul(self.kln(k).transpose(-2, -1), self.vln(v)) / N
         attn = torch.matmul(q, kv).transpose(1, 2).reshape(B, N, C)
-        hidden = F.gelu(self._pointwise(self.o_proj1, attn + x))
-        return self._pointwise(self.o_proj2, hidden) + x
+        hidden = F.gelu(pointwise(self.o_proj1, attn + x))
+        return pointwise(self.o_proj2, hidden) + x

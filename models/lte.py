@@ -8,7 +8,7 @@ with delta its position relative to the code, blended over the 4 nearest codes (
 ensemble), plus bilinear interpolation of the input.
 """
 import math
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -65,6 +65,32 @@ def relative_cell(cell: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return rel_cell
 
 
+def decode_fourier(feat: FourierFeat, coord: torch.Tensor, cell: Optional[torch.Tensor],
+                   phase_layer: nn.Module, decode: Callable[[torch.Tensor], torch.Tensor],
+                   interleaved: bool) -> torch.Tensor:
+    """The reference query of LTE and lte-fast, as the official code computes it.
+
+    Args:
+        feat: from `encode`.
+        coord, cell: (B, Q, 2) queries and their cells.
+        phase_layer: the cell -> phase linear layer.
+        decode: the MLP, (B, Q, D) -> (B, Q, 3).
+        interleaved: how `freq` holds its frequency pairs (see fourier_basis).
+
+    Returns:
+        (B, Q, 3): the 4 codes' decodings blended by area, plus bilinear interpolation.
+    """
+    if cell is None:
+        raise ValueError("LTE decodes with the cell size; pass cell")
+    h, w = feat.coef.shape[-2:]
+    phase = phase_layer(relative_cell(cell, h, w))
+    preds, areas = [], []
+    for (q_coef, q_freq), rel_coord in members([feat.coef, feat.freq], coord):
+        preds.append(decode(q_coef * fourier_basis(q_freq, rel_coord, phase, interleaved)))
+        areas.append(area(rel_coord))
+    return blend(preds, areas) + sample_bilinear(feat.inp, coord)
+
+
 class FourierTables(NamedTuple):
     """Fast path: (coef | freq) of every code as rows (B*h*w, 2D), and the lookup tables."""
     rows: torch.Tensor
@@ -101,15 +127,7 @@ class LTE(ImplicitDecoder):
     def query(self, feat: FourierFeat, coord: torch.Tensor,
               cell: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Reference path. (B, Q, 2) coords and cells -> (B, Q, 3) normalised RGB."""
-        if cell is None:
-            raise ValueError("lte decodes with the cell size; pass cell")
-        h, w = feat.coef.shape[-2:]
-        phase = self.phase(relative_cell(cell, h, w))
-        preds, areas = [], []
-        for (q_coef, q_freq), rel_coord in members([feat.coef, feat.freq], coord):
-            preds.append(self.imnet(q_coef * fourier_basis(q_freq, rel_coord, phase)))
-            areas.append(area(rel_coord))
-        return blend(preds, areas) + sample_bilinear(feat.inp, coord)
+        return decode_fourier(feat, coord, cell, self.phase, self.imnet, interleaved=True)
 
     # Fast path: the four codes of each query are found with one lookup each on a map of row
     # numbers (instead of three grid_sample calls over D channels), coef and freq are gathered

@@ -9,12 +9,11 @@ holds its frequency pairs (two halves, not interleaved).
 from typing import Any, Dict, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .decoder import ImplicitDecoder
-from .ensemble import area, blend, members, sample_bilinear
-from .lte import FourierFeat, fourier_basis, relative_cell
+from .lte import FourierFeat, decode_fourier
+from .mlp import pointwise
 from .models import make, register
 
 
@@ -49,20 +48,10 @@ class LTEFast(ImplicitDecoder):
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 conv stack applied to (B, Q, D) queries, as the linear maps they are."""
         for layer in self.layers:
-            x = F.linear(x, layer.weight.flatten(1), layer.bias) \
-                if isinstance(layer, nn.Conv2d) else layer(x)
+            x = pointwise(layer, x) if isinstance(layer, nn.Conv2d) else layer(x)
         return x
 
     def query(self, feat: FourierFeat, coord: torch.Tensor,
               cell: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, Q, 2) coords, (B, Q, 2) cells -> (B, Q, 3) normalised RGB."""
-        if cell is None:
-            raise ValueError("lte-fast decodes with the cell size; pass cell")
-        h, w = feat.coef.shape[-2:]
-        phase = self.phase(relative_cell(cell, h, w))
-        preds, areas = [], []
-        for (q_coef, q_freq), rel_coord in members([feat.coef, feat.freq], coord):
-            basis = fourier_basis(q_freq, rel_coord, phase, interleaved=False)
-            preds.append(self._decode(q_coef * basis))
-            areas.append(area(rel_coord))
-        return blend(preds, areas) + sample_bilinear(feat.inp, coord)
+        return decode_fourier(feat, coord, cell, self.phase, self._decode, interleaved=False)

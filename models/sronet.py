@@ -17,6 +17,7 @@ from .decoder import ImplicitDecoder
 from .ensemble import area, members, sample_bilinear
 from .galerkin import GalerkinAttention
 from .lte import relative_cell
+from .mlp import pointwise
 from .models import make, register
 
 # The official lifting layer is built for 64-channel latent codes, whatever the encoder gives.
@@ -58,10 +59,6 @@ class SRNO(ImplicitDecoder):
         """(B, 3, h, w) normalised image -> (B, 64, h, w) latent codes and the input."""
         return SRNOFeat(self.encoder(inp), inp)
 
-    @staticmethod
-    def _pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, conv.weight.flatten(1), conv.bias)
-
     def lift(self, feat: SRNOFeat, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """(B, Q, 2) queries -> (B, Q, width) lifted tokens (independent per query)."""
         h, w = feat.feat.shape[-2:]
@@ -74,7 +71,7 @@ class SRNO(ImplicitDecoder):
         # LIIF's ensemble weights (the opposite code's area) applied to the codes themselves.
         codes = [c * (a / tot_area).unsqueeze(-1) for c, a in zip(codes, areas[::-1])]
         grid = torch.cat([*rel_coords, *codes, relative_cell(cell, h, w)], dim=-1)
-        return self._pointwise(self.conv00, grid)
+        return pointwise(self.conv00, grid)
 
     def query(self, feat: SRNOFeat, coord: torch.Tensor,
               cell: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -83,5 +80,5 @@ class SRNO(ImplicitDecoder):
         if cell is None:
             raise ValueError("sronet decodes with the cell size; pass cell")
         x = self.conv1(self.conv0(self.lift(feat, coord, cell)))
-        ret = self._pointwise(self.fc2, F.gelu(self._pointwise(self.fc1, x)))
+        ret = pointwise(self.fc2, F.gelu(pointwise(self.fc1, x)))
         return ret + sample_bilinear(feat.inp, coord)
