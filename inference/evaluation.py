@@ -94,16 +94,15 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
         batch, grid = flat_batch({k: v.to(device) for k, v in batch.items()})
         inp = (batch['inp'] - inp_sub) / inp_div
         coord, cell = batch['coord'], batch['cell'] * factor
+        chunk_rows = model.whole_grid and eval_bsize is not None
         shape = grid
-        if shape is None and (eval_type is not None or model.whole_grid):
+        if shape is None and (eval_type is not None or chunk_rows):
             shape = hr_shape(batch['inp'], coord.shape[1])
         if window:
             size = inp.shape[-2:]
             inp = pad_to_window(inp, window)
             coord, cell = to_padded_domain(coord, cell, size, inp.shape[-2:])
-        chunk = eval_bsize
-        if model.whole_grid and eval_bsize is not None:
-            chunk = eval_bsize * shape[1]
+        chunk = eval_bsize * shape[1] if chunk_rows else eval_bsize
         feat = model.encode(inp)  # float32 always: see utils.devices.autocast
         with autocast(device, precision):
             pred = predict(model, feat, coord, cell, chunk, impl)
