@@ -137,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print('|---|---|---|---|---|---|---|---|---|---|')
     with torch.no_grad():
         for source, model in loaded:
-            name = f"{os.path.basename(source)} ({type(model).__name__})"
+            name = f"{os.path.join(*source.split(os.sep)[-2:])} ({type(model).__name__})"
             feat = model.encode(inp)
             # A whole_grid model (SRNO) decodes the whole grid at once.
             chunk = None if model.whole_grid else args.chunk_size
