@@ -24,3 +24,13 @@ def shared_path(*parts: str) -> str:
 @pytest.fixture
 def official_checkpoint() -> str:
     return shared_path('pretrained', 'edsr-baseline-liif.pth')
+
+
+def shared_params(load, n_args: int = 1):
+    """Parametrize values that `load` reads from ../shared at collection time. Without the
+    data: in CI a failure, elsewhere one placeholder test that is skipped with the reason
+    (collection itself never stops)."""
+    try:
+        return load()
+    except pytest.skip.Exception as e:
+        return [pytest.param(*([None] * n_args), marks=pytest.mark.skip(reason=str(e)))]

@@ -3,13 +3,14 @@ import pytest
 import torch
 
 from inference import predict
+from conftest import shared_params
 from test_models import VECTOR_TOLERANCE, load_case, vector_cases
 from utils import autocast
 
 FAST_TOLERANCE = 2e-5
 
 
-@pytest.mark.parametrize('case', vector_cases())
+@pytest.mark.parametrize('case', shared_params(vector_cases))
 def test_fast_path_matches_reference_path_and_official_outputs(case):
     model, d = load_case(case)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import models
-from conftest import shared_path
+from conftest import shared_params, shared_path
 from inference import predict
 from utils import load_checkpoint
 
@@ -41,7 +41,7 @@ def test_every_reference_case_is_tested():
     assert len(vector_cases()) >= 11
 
 
-@pytest.mark.parametrize('case', vector_cases())
+@pytest.mark.parametrize('case', shared_params(vector_cases))
 def test_outputs_match_official_reference_vectors(case):
     model, d = load_case(case)
     with torch.no_grad():
@@ -62,7 +62,7 @@ def test_official_two_step_api_and_chunked_query_match_forward(case):
     assert (chunked - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
 
-@pytest.mark.parametrize('config_name,layout', layouts())
+@pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
 def test_official_configs_build_official_state_dict_layouts(config_name, layout):
     with torch.device('meta'):
         model = models.make(layout['model_spec'])

@@ -8,7 +8,7 @@ import torch
 
 import models
 import test as test_script
-from conftest import shared_path
+from conftest import shared_params, shared_path
 from inference import predict
 from utils import load_checkpoint
 from utils.coords import grid_to_flat
@@ -38,7 +38,7 @@ def test_every_platform_case_is_tested():
     assert len(cases()) == 10
 
 
-@pytest.mark.parametrize('name', sorted(cases()))
+@pytest.mark.parametrize('name', shared_params(lambda: sorted(cases())))
 def test_outputs_match_official_platform_vectors(name):
     model, d = load_case(name)
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_every_platform_layout_is_checked():
     assert len(layouts()) == 17
 
 
-@pytest.mark.parametrize('config_name,layout', layouts())
+@pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
 def test_official_configs_build_official_layouts(config_name, layout):
     with torch.device('meta'):
         model = models.make(layout['model_spec'])
