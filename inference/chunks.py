@@ -3,7 +3,8 @@ from typing import Optional
 
 import torch
 
-from models import Decoder, ImplicitDecoder
+from models import ImplicitDecoder
+from models.decoder import decode_in_chunks
 
 
 def effective_chunk_size(model: ImplicitDecoder, chunk_size: Optional[int],
@@ -20,25 +21,6 @@ def effective_chunk_size(model: ImplicitDecoder, chunk_size: Optional[int],
     if fast is None:
         return chunk_size
     return fast if chunk_size is None else min(chunk_size, fast)
-
-
-def decode_in_chunks(decode: Decoder, coord: torch.Tensor, cell: Optional[torch.Tensor],
-                     chunk_size: Optional[int]) -> torch.Tensor:
-    """`decode` over slices of at most `chunk_size` queries (all at once if None).
-
-    Args:
-        decode: (B, q, 2), (B, q, 2) -> (B, q, 3), from `model.decoder(feat, impl)`.
-        coord, cell: (B, Q, 2).
-
-    Returns:
-        (B, Q, 3). For a model whose queries are independent this equals one big call; for a
-        whole_grid model (SRNO) each chunk is decoded as a grid of its own.
-    """
-    n = coord.shape[1]
-    step = n if chunk_size is None else chunk_size
-    preds = [decode(coord[:, i:i + step], None if cell is None else cell[:, i:i + step])
-             for i in range(0, n, step)]
-    return preds[0] if len(preds) == 1 else torch.cat(preds, dim=1)
 
 
 def predict(model: ImplicitDecoder, feat, coord: torch.Tensor, cell: Optional[torch.Tensor],

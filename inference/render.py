@@ -7,7 +7,7 @@ import torch
 from models import ImplicitDecoder
 from utils.coords import make_coord
 from utils.devices import autocast
-from .chunks import decode_in_chunks, effective_chunk_size
+from .chunks import effective_chunk_size
 from .window import pad_to_window, padded_size, to_padded_domain
 
 logger = logging.getLogger(__name__)
@@ -30,8 +30,9 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
     """Renders the continuous image of `inp` at `size`, one band of whole rows at a time.
 
     Each band holds at most `chunk_size` queries (at least one row), so neither the
-    coordinate grid nor the float output ever exists whole. A whole_grid model (SRNO) is
-    decoded in one band: its output depends on all queries at once.
+    coordinate grid nor the float output ever exists whole. A whole_grid model (SRNO) streams
+    over the bands in passes (see models.ImplicitDecoder.query_stream) and gives its
+    whole-grid output.
 
     Args:
         inp: (1, 3, h, w) normalised input, (x - 0.5) / 0.5.
@@ -51,21 +52,25 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
     if window:
         inp = pad_to_window(inp, window)
         padded = padded_size(h, w, window)
-    decode = model.decoder(model.encode(inp), impl)
-    chunk = effective_chunk_size(model, chunk_size, impl)
-    if model.whole_grid:
-        logger.info('%s attends over all queries: decoding the %dx%d output in one call',
-                    type(model).__name__, H, W)
-        rows_per_band, chunk = H, None
-    else:
-        rows_per_band = max(1, chunk_size // W)
+    feat = model.encode(inp)
+    rows_per_band = max(1, chunk_size // W)
+    starts = range(0, H, rows_per_band)
     cell_value = torch.tensor([2 / H, 2 / W], device=inp.device)
-    for row0 in range(0, H, rows_per_band):
-        row1 = min(H, row0 + rows_per_band)
-        coord = band_coords(H, W, row0, row1, inp.device)
-        cell = cell_value.expand_as(coord)
-        if padded is not None:
-            coord, cell = to_padded_domain(coord, cell, (h, w), padded)
-        with autocast(inp.device, precision):
-            pred = decode_in_chunks(decode, coord, cell, chunk)
-        yield row0, (pred.float() * 0.5 + 0.5).clamp_(0, 1).view(row1 - row0, W, 3).cpu()
+
+    def bands():
+        for row0 in starts:
+            coord = band_coords(H, W, row0, min(H, row0 + rows_per_band), inp.device)
+            cell = cell_value.expand_as(coord)
+            if padded is not None:
+                coord, cell = to_padded_domain(coord, cell, (h, w), padded)
+            yield coord, cell
+
+    if model.whole_grid:
+        logger.info('%s attends over all queries: it streams over the bands in passes',
+                    type(model).__name__)
+    stream = model.query_stream(feat, bands, impl, effective_chunk_size(model, chunk_size, impl))
+    for row0 in starts:
+        with autocast(inp.device, precision):  # around the decoding only, not the caller
+            pred = next(stream)
+        rows = min(H, row0 + rows_per_band) - row0
+        yield row0, (pred.float() * 0.5 + 0.5).clamp_(0, 1).view(rows, W, 3).cpu()

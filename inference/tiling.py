@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 
-
 def receptive_radius(encoder: nn.Module) -> int:
     """Upper bound, in input pixels, of how far from a code the encoder looks.
 

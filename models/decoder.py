@@ -11,7 +11,7 @@ The official call signatures are kept beside it (`forward`, `gen_feat`/`query_rg
 cell, giving (B, 3, H, W), for the models whose official code takes grids (lte-fast, sronet).
 """
 from functools import partial
-from typing import Callable, Optional
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
@@ -20,6 +20,25 @@ from utils.coords import flat_to_grid, grid_to_flat
 
 IMPLS = ('reference', 'fast')
 Decoder = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+
+
+def decode_in_chunks(decode: Decoder, coord: torch.Tensor, cell: Optional[torch.Tensor],
+                     chunk_size: Optional[int]) -> torch.Tensor:
+    """`decode` over slices of at most `chunk_size` queries (all at once if None).
+
+    Args:
+        decode: (B, q, 2), (B, q, 2) -> (B, q, 3), from `model.decoder(feat, impl)`.
+        coord, cell: (B, Q, 2).
+
+    Returns:
+        (B, Q, 3). For a model whose queries are independent this equals one big call; for a
+        whole_grid model (SRNO) each chunk is decoded as a grid of its own.
+    """
+    n = coord.shape[1]
+    step = n if chunk_size is None else chunk_size
+    preds = [decode(coord[:, i:i + step], None if cell is None else cell[:, i:i + step])
+             for i in range(0, n, step)]
+    return preds[0] if len(preds) == 1 else torch.cat(preds, dim=1)
 
 
 def check_impl(impl: str) -> None:
@@ -70,6 +89,26 @@ class ImplicitDecoder(nn.Module):
         if impl == 'fast' and self.supports_fast:
             return self.fast_decoder(feat)
         return partial(self.query, feat)
+
+    def query_stream(self, feat, chunks: Callable[[], Iterable[Tuple[torch.Tensor, Optional[
+            torch.Tensor]]]], impl: str = 'reference', chunk_size: Optional[int] = None
+                     ) -> Iterator[torch.Tensor]:
+        """Decodes the queries of all the chunks as one set of queries, one chunk at a time.
+
+        Args:
+            feat: from `encode`.
+            chunks: called (once here, more for whole_grid models) to iterate over the
+                (coord (B, q, 2), cell (B, q, 2)) chunks, the same ones each time.
+            impl: 'reference' or 'fast'.
+            chunk_size: queries per call within a chunk (independent queries only).
+
+        Yields:
+            (B, q, 3) per chunk: what one call on all the queries would give. Queries are
+            independent here; a whole_grid model overrides this with passes over the chunks.
+        """
+        decode = self.decoder(feat, impl)
+        for coord, cell in chunks():
+            yield decode_in_chunks(decode, coord, cell, chunk_size)
 
     def forward(self, inp: torch.Tensor, coord: torch.Tensor,
                 cell: Optional[torch.Tensor] = None, impl: str = 'reference') -> torch.Tensor:

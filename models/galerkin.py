@@ -50,12 +50,32 @@ class GalerkinAttention(nn.Module):
         self.kln = HeadLayerNorm((heads, 1, self.headc))
         self.vln = HeadLayerNorm((heads, 1, self.headc))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, N, C) tokens -> (B, N, C); every token attends to all N."""
-        B, N, C = x.shape
+    def _qkv(self, x: torch.Tensor):
+        """(B, N, C) tokens -> q, k, v, each (B, heads, N, C/heads)."""
+        B, N, _ = x.shape
         qkv = pointwise(self.qkv_proj, x).view(B, N, self.heads, 3 * self.headc)
-        q, k, v = qkv.transpose(1, 2).chunk(3, dim=-1)            # (B, heads, N, C/heads)
-        kv = torch.matmul(self.kln(k).transpose(-2, -1), self.vln(v)) / N
-        attn = torch.matmul(q, kv).transpose(1, 2).reshape(B, N, C)
+        return qkv.transpose(1, 2).chunk(3, dim=-1)
+
+    def _kv(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.kln(k).transpose(-2, -1), self.vln(v))
+
+    def _output(self, x: torch.Tensor, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        B, n, C = x.shape
+        attn = torch.matmul(q, kv).transpose(1, 2).reshape(B, n, C)
         hidden = F.gelu(pointwise(self.o_proj1, attn + x))
         return pointwise(self.o_proj2, hidden) + x
+
+    def kv_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, heads, C/heads, C/heads) sum of LN(k)^T LN(v) over the tokens of x: the only
+        way tokens see each other, so it can be summed over chunks of the tokens."""
+        _, k, v = self._qkv(x)
+        return self._kv(k, v)
+
+    def attend(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        """(B, n, C) tokens -> (B, n, C), given kv = kv_sum over all N tokens, divided by N."""
+        return self._output(x, self._qkv(x)[0], kv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) tokens -> (B, N, C); every token attends to all N."""
+        q, k, v = self._qkv(x)
+        return self._output(x, q, self._kv(k, v) / x.shape[1])

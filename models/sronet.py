@@ -7,7 +7,7 @@ channels; two Galerkin attention layers (the kernel integrals) mix all queries; 
 MLP projects to RGB, plus bilinear interpolation of the input. Because of the attention, a
 query's value depends on every other query decoded with it: the model is `whole_grid`.
 """
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -80,5 +80,30 @@ class SRNO(ImplicitDecoder):
         if cell is None:
             raise ValueError("sronet decodes with the cell size; pass cell")
         x = self.conv1(self.conv0(self.lift(feat, coord, cell)))
+        return self.project(feat, x, coord)
+
+    def project(self, feat: SRNOFeat, x: torch.Tensor, coord: torch.Tensor) -> torch.Tensor:
+        """(B, Q, width) tokens -> (B, Q, 3) RGB, plus the bilinear skip."""
         ret = pointwise(self.fc2, F.gelu(pointwise(self.fc1, x)))
         return ret + sample_bilinear(feat.inp, coord)
+
+    def query_stream(self, feat: SRNOFeat, chunks: Callable[[], Iterable[Tuple[
+            torch.Tensor, torch.Tensor]]], impl: str = 'reference',
+                     chunk_size: Optional[int] = None) -> Iterator[torch.Tensor]:
+        """The whole-grid output of all the chunks' queries, one chunk at a time, in memory
+        bounded by a chunk: the attention layers see the other queries only through their
+        K^T V sums, so one pass over the chunks sums them for each layer, and a last pass
+        decodes. Equals `query` on all the queries up to float rounding (the sums are added
+        in another order). `impl` and `chunk_size` do not apply (one path, whole chunks)."""
+        n, kv0 = 0, 0
+        for coord, cell in chunks():
+            kv0 = kv0 + self.conv0.kv_sum(self.lift(feat, coord, cell))
+            n += coord.shape[1]
+        kv0 = kv0 / n
+        kv1 = 0
+        for coord, cell in chunks():
+            kv1 = kv1 + self.conv1.kv_sum(self.conv0.attend(self.lift(feat, coord, cell), kv0))
+        kv1 = kv1 / n
+        for coord, cell in chunks():
+            x = self.conv0.attend(self.lift(feat, coord, cell), kv0)
+            yield self.project(feat, self.conv1.attend(x, kv1), coord)
