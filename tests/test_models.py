@@ -62,12 +62,18 @@ def test_official_two_step_api_and_chunked_query_match_forward(case):
     assert (chunked - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
 
-@pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
-def test_official_configs_build_official_state_dict_layouts(config_name, layout):
+def assert_builds_layout(layout):
+    """The spec of an official layout builds exactly its keys, shapes and parameter count."""
     with torch.device('meta'):
         model = models.make(layout['model_spec'])
-    got = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert got == layout['state_dict'], config_name
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == layout['state_dict']
+    if 'num_params' in layout:
+        assert sum(p.numel() for p in model.parameters()) == layout['num_params']
+
+
+@pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
+def test_official_configs_build_official_state_dict_layouts(config_name, layout):
+    assert_builds_layout(layout)
 
 
 def test_every_official_training_config_layout_is_checked():

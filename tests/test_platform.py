@@ -10,6 +10,7 @@ import models
 import test as test_script
 from conftest import shared_params, shared_path
 from inference import predict
+from test_models import assert_builds_layout
 from utils import load_checkpoint
 from utils.coords import grid_to_flat
 
@@ -103,11 +104,7 @@ def test_every_platform_layout_is_checked():
 
 @pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
 def test_official_configs_build_official_layouts(config_name, layout):
-    with torch.device('meta'):
-        model = models.make(layout['model_spec'])
-    got = {k: list(v.shape) for k, v in model.state_dict().items()}
-    assert got == layout['state_dict'], config_name
-    assert sum(p.numel() for p in model.parameters()) == layout['num_params']
+    assert_builds_layout(layout)
 
 
 def test_swinir_defaults_are_the_official_lte_swinir():
