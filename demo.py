@@ -81,6 +81,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=65536,
                         help='output pixels decoded at once, in bands of whole rows '
                              '(default: %(default)s)')
+    parser.add_argument('--encoder-tile', type=int, default=0, metavar='N',
+                        help='encode the input in N x N tiles with a halo (same output, less '
+                             'encoder memory; convolutional encoders); 0 encodes it whole '
+                             '(default: 0)')
     parser.add_argument('--max-memory', type=parse_memory, default=None,
                         help='cap on decoding memory, e.g. 1GB; lowers --chunk-size to fit')
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
@@ -138,6 +142,8 @@ def run(args: argparse.Namespace) -> str:
     """Renders and writes the output; returns the sentence to print."""
     if args.chunk_size < 1:
         raise DemoError(f"--chunk-size must be >= 1, got {args.chunk_size}")
+    if args.encoder_tile < 0:
+        raise DemoError(f"--encoder-tile must be >= 0, got {args.encoder_tile}")
     image = read_image(args.input)
     h, w = image.rgb.shape[:2]
     H, W = output_size(args, h, w)
@@ -162,7 +168,8 @@ def run(args: argparse.Namespace) -> str:
     with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
               disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
         for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), chunk_size,
-                                       args.impl, args.precision, window_of(model)):
+                                       args.impl, args.precision, window_of(model),
+                                       args.encoder_tile):
             if image.gray:  # the decoded channels of a gray input differ only slightly
                 band = band.mean(dim=2, keepdim=True)
             out[row0:row0 + band.shape[0], :, :band.shape[2]] = (band * levels).round_().numpy()

@@ -8,6 +8,7 @@ from models import ImplicitDecoder
 from utils.coords import make_coord
 from utils.devices import autocast
 from .chunks import effective_chunk_size
+from .tiling import encode_tiled
 from .window import pad_to_window, padded_size, to_padded_domain
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> t
 @torch.no_grad()
 def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int],
                  chunk_size: int, impl: str = 'fast', precision: str = 'fp32',
-                 window: Optional[int] = None) -> Iterator[Tuple[int, torch.Tensor]]:
+                 window: Optional[int] = None, encoder_tile: Optional[int] = None
+                 ) -> Iterator[Tuple[int, torch.Tensor]]:
     """Renders the continuous image of `inp` at `size`, one band of whole rows at a time.
 
     Each band holds at most `chunk_size` queries (at least one row), so neither the
@@ -42,6 +44,8 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
         precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder (the encoder stays fp32).
         window: mirror-pad the input to this window first, as LTE evaluates SwinIR encoders
             (see inference.window); None for no padding.
+        encoder_tile: encode the input in tiles of this side (see inference.tiling), the same
+            latent codes in less encoder memory; None encodes the whole image at once.
 
     Yields:
         (first row, (rows, W, 3) float32 CPU tensor in [0, 1], clamped, not quantised).
@@ -52,7 +56,10 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
     if window:
         inp = pad_to_window(inp, window)
         padded = padded_size(h, w, window)
-    feat = model.encode(inp)
+    if encoder_tile:
+        feat = model.from_codes(inp, encode_tiled(model.encoder, inp, encoder_tile))
+    else:
+        feat = model.encode(inp)
     rows_per_band = max(1, chunk_size // W)
     starts = range(0, H, rows_per_band)
     cell_value = torch.tensor([2 / H, 2 / W], device=inp.device)

@@ -66,7 +66,12 @@ class ImplicitDecoder(nn.Module):
 
     def encode(self, inp: torch.Tensor):
         """(B, 3, h, w) normalised image -> the model's per-image features."""
-        raise TypeError(f"{type(self).__name__} does not implement encode()")
+        return self.from_codes(inp, self.encoder(inp))
+
+    def from_codes(self, inp: torch.Tensor, codes: torch.Tensor):
+        """The per-image features from the input and its latent codes `self.encoder(inp)`
+        (which inference.tiling can compute in tiles); the codes themselves by default."""
+        return codes
 
     def query(self, feat, coord: torch.Tensor, cell: Optional[torch.Tensor] = None
               ) -> torch.Tensor:

@@ -75,10 +75,9 @@ class LIIF(ImplicitDecoder):
         else:
             self.imnet = None
 
-    def encode(self, inp: torch.Tensor) -> torch.Tensor:
-        """(B, 3, h, w) normalised image -> (B, C, h, w) latent codes (C + 3 with global_skip)."""
-        feat = self.encoder(inp)
-        return torch.cat([feat, inp], dim=1) if self.global_skip else feat
+    def from_codes(self, inp: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) latent codes of the (B, 3, h, w) input (C + 3 with global_skip)."""
+        return torch.cat([codes, inp], dim=1) if self.global_skip else codes
 
     def _split_skip(self, feat: torch.Tensor):
         """(latent codes, input image or None) from `encode`'s output."""

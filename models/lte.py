@@ -119,10 +119,9 @@ class LTE(ImplicitDecoder):
         self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
         self.imnet = make(imnet_spec, args={'in_dim': hidden_dim})
 
-    def encode(self, inp: torch.Tensor) -> FourierFeat:
-        """(B, 3, h, w) normalised image -> amplitudes and frequencies of every code."""
-        feat = self.encoder(inp)
-        return FourierFeat(self.coef(feat), self.freq(feat), inp)
+    def from_codes(self, inp: torch.Tensor, codes: torch.Tensor) -> FourierFeat:
+        """Amplitudes and frequencies of every (B, C, h, w) latent code of the input."""
+        return FourierFeat(self.coef(codes), self.freq(codes), inp)
 
     def query(self, feat: FourierFeat, coord: torch.Tensor,
               cell: Optional[torch.Tensor] = None) -> torch.Tensor:

@@ -40,10 +40,9 @@ class LTEFast(ImplicitDecoder):
         layers.append(nn.Conv2d(hidden_dim, out_dim, 1))
         self.layers = nn.Sequential(*layers)
 
-    def encode(self, inp: torch.Tensor) -> FourierFeat:
-        """(B, 3, h, w) normalised image -> amplitudes and frequencies of every code."""
-        feat = self.encoder(inp)
-        return FourierFeat(self.coef(feat), self.freq(feat), inp)
+    def from_codes(self, inp: torch.Tensor, codes: torch.Tensor) -> FourierFeat:
+        """Amplitudes and frequencies of every (B, C, h, w) latent code of the input."""
+        return FourierFeat(self.coef(codes), self.freq(codes), inp)
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 conv stack applied to (B, Q, D) queries, as the linear maps they are."""

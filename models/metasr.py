@@ -26,10 +26,6 @@ class MetaSR(ImplicitDecoder):
         self.imnet = make({'name': 'mlp', 'args': {
             'in_dim': 3, 'out_dim': self.encoder.out_dim * 9 * 3, 'hidden_list': [META_HIDDEN]}})
 
-    def encode(self, inp: torch.Tensor) -> torch.Tensor:
-        """(B, 3, h, w) normalised image -> (B, C, h, w) latent codes."""
-        return self.encoder(inp)
-
     def query(self, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3) RGB, normalised.
 

@@ -55,9 +55,9 @@ class SRNO(ImplicitDecoder):
         self.fc1 = nn.Conv2d(width, PROJECTION_DIM, 1)
         self.fc2 = nn.Conv2d(PROJECTION_DIM, 3, 1)
 
-    def encode(self, inp: torch.Tensor) -> SRNOFeat:
-        """(B, 3, h, w) normalised image -> (B, 64, h, w) latent codes and the input."""
-        return SRNOFeat(self.encoder(inp), inp)
+    def from_codes(self, inp: torch.Tensor, codes: torch.Tensor) -> SRNOFeat:
+        """(B, 64, h, w) latent codes and the input."""
+        return SRNOFeat(codes, inp)
 
     def lift(self, feat: SRNOFeat, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
         """(B, Q, 2) queries -> (B, Q, width) lifted tokens (independent per query)."""

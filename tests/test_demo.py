@@ -213,3 +213,26 @@ def test_swinir_input_too_small_for_its_window_is_one_line(capsys, tmp_path):
     assert code == 2 and not out.exists()
     assert err == ("error: window 4: a 1x5 input cannot be mirror-padded to 4x8 (LTE's protocol "
                    "pads by up to one window; each side needs at least 2 pixels)\n")
+
+
+@pytest.mark.parametrize('checkpoint', ['vectors/tiny_liif.pth', 'platform/tiny_lte.pth'])
+def test_encoder_tiles_give_the_untiled_output(capsys, tmp_path, checkpoint):
+    path = shared_path('reference', *checkpoint.split('/'))
+    model = models.make(load_checkpoint(path)['model'], load_sd=True).eval()
+    torch.manual_seed(0)
+    inp = torch.rand(1, 3, 29, 23) * 2 - 1
+    whole = torch.cat([b for _, b in render_bands(model, inp, (70, 61), chunk_size=500)])
+    tiled = torch.cat([b for _, b in render_bands(model, inp, (70, 61), chunk_size=500,
+                                                  encoder_tile=6)])
+    assert (tiled - whole).abs().max().item() < 1e-5
+    write_rgb(tmp_path / 'in.png', 29, 23)
+    outputs = []
+    for tile in ('0', '6'):
+        out = tmp_path / f'out{tile}.png'
+        code, _, err = run_demo(capsys, '--input', str(tmp_path / 'in.png'), '--output',
+                                str(out), '--scale', '3', '--model', path, '--quiet',
+                                '--encoder-tile', tile)
+        assert code == 0, err
+        outputs.append(np.asarray(Image.open(out)).astype(int))
+    diff = np.abs(outputs[0] - outputs[1])
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
