@@ -60,6 +60,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'from eval_type (default: off, as in LIIF; LTE uses 4)')
     parser.add_argument('--mcell', action='store_true',
                         help="SRNO's cell clipping: --scale-max 4 unless --scale-max is given")
+    parser.add_argument('--encoder-tile', type=int, default=0, metavar='N',
+                        help='encode inputs in N x N tiles with a halo (the same codes, less '
+                             'encoder memory; convolutional encoders); 0: whole (default)')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. eval_bsize=10000')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -88,7 +91,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = eval_psnr(loader, model, device, data_norm=config.get('data_norm'),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
                            verbose=not args.quiet, impl=args.impl, precision=args.precision,
-                           window=args.window, scale_max=scale_max)
+                           window=args.window, scale_max=scale_max,
+                           encoder_tile=args.encoder_tile)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from utils.coords import flat_batch, flat_to_grid
 from utils.devices import autocast
 from utils.metrics import Averager, eval_scale, make_metric
 from .chunks import predict
+from .tiling import encode_tiled
 from .window import pad_to_window, to_padded_domain
 
 IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
@@ -66,7 +67,7 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
               data_norm: Optional[Dict[str, Any]] = None, eval_type: Optional[str] = None,
               eval_bsize: Optional[int] = None, verbose: bool = False, impl: str = 'fast',
               precision: str = 'fp32', window: int = 0,
-              scale_max: Optional[float] = None) -> float:
+              scale_max: Optional[float] = None, encoder_tile: Optional[int] = None) -> float:
     """Mean PSNR (dB) of `model` over `loader`, per image, as the official eval_psnr.
 
     Inputs are normalised with data_norm['inp'], predictions de-normalised with
@@ -82,6 +83,8 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
         precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder.
         window: LTE's --window: mirror-pad inputs to this window (0: off).
         scale_max: LTE's --scale_max / SRNO's --mcell cell clipping (None: off, as LIIF).
+        encoder_tile: encode inputs in tiles of this side (see inference.tiling; the same
+            codes); None encodes each whole.
     """
     model.eval()
     metric_fn = make_metric(eval_type)
@@ -103,7 +106,9 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
             inp = pad_to_window(inp, window)
             coord, cell = to_padded_domain(coord, cell, size, inp.shape[-2:])
         chunk = eval_bsize * shape[1] if chunk_rows else eval_bsize
-        feat = model.encode(inp)  # float32 always: see utils.devices.autocast
+        # float32 always: see utils.devices.autocast
+        feat = model.from_codes(inp, encode_tiled(model.encoder, inp, encoder_tile)) \
+            if encoder_tile else model.encode(inp)
         with autocast(device, precision):
             pred = predict(model, feat, coord, cell, chunk, impl)
         pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from torchvision.ops import StochasticDepth
 
 from .models import register
 
@@ -60,6 +59,15 @@ def shifted_window_mask(H: int, W: int, ws: int, shift: int) -> torch.Tensor:
     windows = window_partition(img_mask, ws).view(-1, ws * ws)
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return diff.masked_fill(diff != 0, MASK_VALUE).masked_fill(diff == 0, 0.0)
+
+
+def stochastic_depth(p: float) -> nn.Module:
+    """Drop-path of rate p (timm's DropPath): torchvision's StochasticDepth('row'), imported
+    here because torchvision.ops costs over a second of start-up to every script."""
+    if p <= 0:
+        return nn.Identity()
+    from torchvision.ops import StochasticDepth
+    return StochasticDepth(p, 'row')
 
 
 class WindowAttention(nn.Module):
@@ -119,7 +127,7 @@ class SwinTransformerBlock(nn.Module):
         self.ws, self.shift = ws, shift
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim, ws, num_heads, qkv_bias, qk_scale, attn_drop, drop)
-        self.drop_path = StochasticDepth(drop_path, 'row') if drop_path > 0 else nn.Identity()
+        self.drop_path = stochastic_depth(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         mask = shifted_window_mask(*self.input_resolution, ws, shift) if shift > 0 else None

@@ -66,3 +66,13 @@ def test_every_promised_test_config_exists():
     wanted |= {f'test-{b}-{s}.yaml' for b in ('set5', 'set14', 'b100', 'urban100')
                for s in (2, 3, 4, 6, 8, 12)}
     assert wanted <= names
+
+
+def test_encoder_tiles_give_the_official_set5_psnr(capsys, official_checkpoint):
+    """Tiled encoding (tiles of 40 LR pixels, smaller than every Set5 x4 input, plus a halo
+    of the encoder's receptive radius) changes no digit of the official x4 number."""
+    code, out, _ = run_test(capsys, '--config', os.path.join(REPO, 'configs/test/test-set5-4.yaml'),
+                            '--model', official_checkpoint, '--data-root', shared_path('data'),
+                            '--quiet', '--encoder-tile', '40')
+    assert code == 0
+    assert abs(float(out.split()[-1]) - official_psnr('Set5', 4)) < PSNR_TOLERANCE
