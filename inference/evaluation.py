@@ -19,7 +19,7 @@ from utils.coords import flat_batch, flat_to_grid
 from utils.devices import autocast
 from utils.metrics import Averager, eval_scale, make_metric
 from .chunks import predict
-from .tiling import encode_tiled
+from .tiling import encode
 from .window import pad_to_window, to_padded_domain
 
 IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
@@ -106,9 +106,7 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
             inp = pad_to_window(inp, window)
             coord, cell = to_padded_domain(coord, cell, size, inp.shape[-2:])
         chunk = eval_bsize * shape[1] if chunk_rows else eval_bsize
-        # float32 always: see utils.devices.autocast
-        feat = model.from_codes(inp, encode_tiled(model.encoder, inp, encoder_tile)) \
-            if encoder_tile else model.encode(inp)
+        feat = encode(model, inp, encoder_tile)  # float32 always: see utils.devices.autocast
         with autocast(device, precision):
             pred = predict(model, feat, coord, cell, chunk, impl)
         pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)

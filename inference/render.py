@@ -8,8 +8,8 @@ from models import ImplicitDecoder
 from utils.coords import make_coord
 from utils.devices import autocast
 from .chunks import effective_chunk_size
-from .tiling import encode_tiled
-from .window import pad_to_window, padded_size, to_padded_domain
+from .tiling import encode
+from .window import pad_to_window, to_padded_domain
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,10 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
     """
     H, W = size
     h, w = inp.shape[-2:]
-    padded = None
     if window:
         inp = pad_to_window(inp, window)
-        padded = padded_size(h, w, window)
-    if encoder_tile:
-        feat = model.from_codes(inp, encode_tiled(model.encoder, inp, encoder_tile))
-    else:
-        feat = model.encode(inp)
+    padded = tuple(inp.shape[-2:]) if window else None
+    feat = encode(model, inp, encoder_tile)
     rows_per_band = max(1, chunk_size // W)
     starts = range(0, H, rows_per_band)
     cell_value = torch.tensor([2 / H, 2 / W], device=inp.device)

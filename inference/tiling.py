@@ -41,6 +41,14 @@ def receptive_radius(encoder: nn.Module) -> int:
     return radius
 
 
+def encode(model: nn.Module, inp: torch.Tensor, tile: Optional[int] = None):
+    """`model.encode(inp)`, its encoder run in tiles of `tile` codes when given (the same
+    features; see encode_tiled)."""
+    if not tile:
+        return model.encode(inp)
+    return model.from_codes(inp, encode_tiled(model.encoder, inp, tile))
+
+
 @torch.no_grad()
 def encode_tiled(encoder: nn.Module, inp: torch.Tensor, tile: int,
                  halo: Optional[int] = None) -> torch.Tensor:

@@ -75,6 +75,14 @@ def relative(coord: torch.Tensor, code_coord: torch.Tensor, h: int, w: int) -> t
     return rel
 
 
+def relative_cell(cell: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, Q, 2) query cell in latent-cell units (what the decoders see of the scale)."""
+    rel_cell = cell.clone()
+    rel_cell[..., 0] *= h
+    rel_cell[..., 1] *= w
+    return rel_cell
+
+
 def area(rel_coord: torch.Tensor) -> torch.Tensor:
     """(B, Q) area between the query and its code, the weight of the opposite code."""
     return torch.abs(rel_coord[..., 0] * rel_coord[..., 1]) + AREA_EPS

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .decoder import Decoder, ImplicitDecoder
 from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
-                       sample_bilinear, sample_nearest, shifted, shifts)
+                       relative_cell, sample_bilinear, sample_nearest, shifted, shifts)
 from .mlp import MLP
 from .models import make, register
 
@@ -116,10 +116,7 @@ class LIIF(ImplicitDecoder):
         for (q_feat,), rel_coord in members([feat], coord, self.local_ensemble):
             inp = torch.cat([q_feat, rel_coord], dim=-1)
             if self.cell_decode:
-                rel_cell = cell.clone()
-                rel_cell[:, :, 0] *= h
-                rel_cell[:, :, 1] *= w
-                inp = torch.cat([inp, rel_cell], dim=-1)
+                inp = torch.cat([inp, relative_cell(cell, h, w)], dim=-1)
             preds.append(self.imnet(inp))
             areas.append(area(rel_coord))
         return self._add_skip(blend(preds, areas, self.local_ensemble), image, coord)

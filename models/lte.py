@@ -15,7 +15,7 @@ from torch import nn
 
 from .decoder import Decoder, ImplicitDecoder
 from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
-                       sample_bilinear, shifted, shifts)
+                       relative_cell, sample_bilinear, shifted, shifts)
 from .mlp import MLP
 from .models import make, register
 
@@ -55,14 +55,6 @@ def fourier_basis(q_freq: torch.Tensor, rel_coord: torch.Tensor, phase: torch.Te
         q_freq.view(B, Q, 2, D // 2).transpose(-1, -2)
     angle = (pairs * rel_coord.unsqueeze(-2)).sum(dim=-1) + phase
     return torch.cat((torch.cos(math.pi * angle), torch.sin(math.pi * angle)), dim=-1)
-
-
-def relative_cell(cell: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B, Q, 2) cell in latent-cell units."""
-    rel_cell = cell.clone()
-    rel_cell[..., 0] *= h
-    rel_cell[..., 1] *= w
-    return rel_cell
 
 
 def decode_fourier(feat: FourierFeat, coord: torch.Tensor, cell: Optional[torch.Tensor],

@@ -14,9 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .decoder import ImplicitDecoder
-from .ensemble import area, members, sample_bilinear
+from .ensemble import area, members, relative_cell, sample_bilinear
 from .galerkin import GalerkinAttention
-from .lte import relative_cell
 from .mlp import pointwise
 from .models import make, register
 
