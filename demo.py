@@ -27,6 +27,8 @@ import torch
 from tqdm import tqdm
 
 from inference import load_decoder, render_bands, window_of
+from inference.memory import Plan, default_budget, describe, parse_memory, plan_for
+from inference.window import padded_size
 from utils import resolve_device
 from utils.devices import PRECISIONS
 from utils.images import output_format, read_image, resize_alpha, write_image
@@ -35,28 +37,11 @@ REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
 DEFAULT_MODEL = os.path.join(REPO, 'pretrained', 'edsr-baseline-liif.pth')
 DEFAULT_SCALE = '4'
-# Working memory of one query on the fast path of a 256-wide decoder (the activations of its
-# four ensemble members and their coordinates), used to turn --max-memory into a chunk size.
-BYTES_PER_QUERY = 8 * 1024
 PROGRESS_MIN_PIXELS = 1 << 20
-MEMORY_UNITS = {'': 1, 'B': 1, 'K': 2 ** 10, 'KB': 2 ** 10, 'M': 2 ** 20, 'MB': 2 ** 20,
-                'G': 2 ** 30, 'GB': 2 ** 30}
 
 
 class DemoError(Exception):
     """A bad input or option, reported as one line."""
-
-
-def parse_memory(text: str) -> int:
-    value = text.strip().upper()
-    number = value.rstrip('KMGB')
-    try:
-        size = float(number) * MEMORY_UNITS[value[len(number):]]
-    except (ValueError, KeyError):
-        raise argparse.ArgumentTypeError(f"bad memory size '{text}'; e.g. 512MB or 2GB")
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"memory size must be positive, got '{text}'")
-    return int(size)
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -79,14 +64,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--device', default='auto',
                         help='auto, cpu, cuda or cuda:N (default: auto)')
     parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=65536,
-                        help='output pixels decoded at once, in bands of whole rows '
+                        help='most output pixels decoded at once, in bands of whole rows '
                              '(default: %(default)s)')
-    parser.add_argument('--encoder-tile', type=int, default=0, metavar='N',
-                        help='encode the input in N x N tiles with a halo (same output, less '
-                             'encoder memory; convolutional encoders); 0 encodes it whole '
-                             '(default: 0)')
     parser.add_argument('--max-memory', type=parse_memory, default=None,
-                        help='cap on decoding memory, e.g. 1GB; lowers --chunk-size to fit')
+                        help='working memory of the model (on its device), e.g. 1GB: inputs '
+                             'too large to run whole are encoded in tiles and decoded in '
+                             'bands sized to fit, with the same output (default: half the '
+                             "memory available, or 80%% of the GPU's free memory)")
+    parser.add_argument('--encoder-tile', type=int, default=0, metavar='N',
+                        help='force encoder tiles of N x N codes and latent bands of N rows '
+                             '(same output); 0 lets --max-memory decide (default: 0)')
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path (default: %(default)s)')
     parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
@@ -138,6 +125,17 @@ def load_model(path: str, device: torch.device) -> torch.nn.Module:
     return load_decoder(path, device)
 
 
+def memory_plan(args: argparse.Namespace, model: torch.nn.Module, size: Tuple[int, int],
+                device: torch.device) -> Plan:
+    """Tiles, bands and chunks from --encoder-tile, or sized to --max-memory (see
+    inference.memory) for the (h, w) input the encoder sees."""
+    if args.encoder_tile:
+        tile = args.encoder_tile
+        return Plan((tile, tile), None if model.whole_grid else tile, args.chunk_size, 0)
+    return plan_for(model, size, args.max_memory or default_budget(device), args.chunk_size,
+                    args.impl, args.precision, device, strict=args.max_memory is not None)
+
+
 def run(args: argparse.Namespace) -> str:
     """Renders and writes the output; returns the sentence to print."""
     if args.chunk_size < 1:
@@ -158,8 +156,10 @@ def run(args: argparse.Namespace) -> str:
         raise DemoError(f"a 16-bit input keeps 16 bits, which needs a .png output, not {output}")
     device = resolve_device(args.device)
     model = load_model(args.model, device)
-    chunk_size = args.chunk_size if args.max_memory is None else \
-        max(1, min(args.chunk_size, args.max_memory // BYTES_PER_QUERY))
+    window = window_of(model)
+    plan = memory_plan(args, model, padded_size(h, w, window) if window else (h, w), device)
+    if plan.encoder_tile is not None and not args.quiet:
+        print(f'{w}x{h} input: {describe(plan)}', file=sys.stderr)
 
     inp = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
     levels = 2 ** image.bits - 1
@@ -167,9 +167,9 @@ def run(args: argparse.Namespace) -> str:
     out = np.empty((H, W, planes), dtype=np.uint16 if image.bits == 16 else np.uint8)
     with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
               disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
-        for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), chunk_size,
-                                       args.impl, args.precision, window_of(model),
-                                       args.encoder_tile):
+        for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), plan.chunk_size,
+                                       args.impl, args.precision, window, plan.encoder_tile,
+                                       plan.band_rows):
             if image.gray:  # the decoded channels of a gray input differ only slightly
                 band = band.mean(dim=2, keepdim=True)
             out[row0:row0 + band.shape[0], :, :band.shape[2]] = (band * levels).round_().numpy()

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 import datasets
 from inference import eval_psnr, load_decoder
+from inference.memory import parse_memory
 from utils import PRECISIONS, resolve_device
 from utils.config import apply_overrides, load_config, reroot, require
 
@@ -60,9 +61,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'from eval_type (default: off, as in LIIF; LTE uses 4)')
     parser.add_argument('--mcell', action='store_true',
                         help="SRNO's cell clipping: --scale-max 4 unless --scale-max is given")
+    parser.add_argument('--max-memory', type=parse_memory, default=None,
+                        help='working memory of the model, e.g. 1GB: inputs too large to '
+                             'encode whole are encoded in tiles sized to fit (the same codes) '
+                             '(default: half the memory available, 80%% of a GPU\'s free memory)')
     parser.add_argument('--encoder-tile', type=int, default=0, metavar='N',
-                        help='encode inputs in N x N tiles with a halo (the same codes, less '
-                             'encoder memory; convolutional encoders); 0: whole (default)')
+                        help='force encoder tiles of N x N codes with a halo (the same codes); '
+                             '0 lets --max-memory decide (default)')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. eval_bsize=10000')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -92,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
                            verbose=not args.quiet, impl=args.impl, precision=args.precision,
                            window=args.window, scale_max=scale_max,
-                           encoder_tile=args.encoder_tile)
+                           encoder_tile=args.encoder_tile, max_memory=args.max_memory)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from utils.coords import flat_batch, flat_to_grid
 from utils.devices import autocast
 from utils.metrics import Averager, eval_scale, make_metric
 from .chunks import predict
+from .memory import default_budget, plan_for
 from .tiling import encode
 from .window import pad_to_window, to_padded_domain
 
@@ -67,7 +68,8 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
               data_norm: Optional[Dict[str, Any]] = None, eval_type: Optional[str] = None,
               eval_bsize: Optional[int] = None, verbose: bool = False, impl: str = 'fast',
               precision: str = 'fp32', window: int = 0,
-              scale_max: Optional[float] = None, encoder_tile: Optional[int] = None) -> float:
+              scale_max: Optional[float] = None, encoder_tile: Optional[int] = None,
+              max_memory: Optional[float] = None) -> float:
     """Mean PSNR (dB) of `model` over `loader`, per image, as the official eval_psnr.
 
     Inputs are normalised with data_norm['inp'], predictions de-normalised with
@@ -84,13 +86,18 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
         window: LTE's --window: mirror-pad inputs to this window (0: off).
         scale_max: LTE's --scale_max / SRNO's --mcell cell clipping (None: off, as LIIF).
         encoder_tile: encode inputs in tiles of this side (see inference.tiling; the same
-            codes); None encodes each whole.
+            codes); None: whole, or as max_memory decides.
+        max_memory: working memory for the model in bytes (None: inference.memory's default
+            budget); inputs whose whole-image run does not fit are encoded in tiles sized to
+            it (the latent grid is kept whole; the query chunks are the protocol's eval_bsize).
+            A budget given is a limit (ValueError when too small), the default one a guide.
     """
     model.eval()
     metric_fn = make_metric(eval_type)
     factor = cell_factor(eval_type, scale_max)
     inp_sub, inp_div, gt_sub, gt_div = normalisers(data_norm, device)
 
+    budget = max_memory or default_budget(device)
     result = Averager()
     pbar = tqdm(loader, leave=False, desc='val', disable=not verbose)
     for batch in pbar:
@@ -106,7 +113,10 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
             inp = pad_to_window(inp, window)
             coord, cell = to_padded_domain(coord, cell, size, inp.shape[-2:])
         chunk = eval_bsize * shape[1] if chunk_rows else eval_bsize
-        feat = encode(model, inp, encoder_tile)  # float32 always: see utils.devices.autocast
+        tile = encoder_tile or plan_for(
+            model, tuple(inp.shape[-2:]), budget, chunk or coord.shape[1], impl, precision,
+            device, bands=False, strict=max_memory is not None).encoder_tile
+        feat = encode(model, inp, tile)  # float32 always: see utils.devices.autocast
         with autocast(device, precision):
             pred = predict(model, feat, coord, cell, chunk, impl)
         pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)

@@ -1,12 +1,13 @@
 """Rendering a model's image at any size in bands of rows, with bounded memory."""
 import logging
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Tuple, Union
 
 import torch
 
 from models import ImplicitDecoder
 from utils.coords import make_coord
 from utils.devices import autocast
+from .bands import decode_bands
 from .chunks import effective_chunk_size
 from .tiling import encode
 from .window import pad_to_window, to_padded_domain
@@ -27,8 +28,9 @@ def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> t
 @torch.no_grad()
 def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int],
                  chunk_size: int, impl: str = 'fast', precision: str = 'fp32',
-                 window: Optional[int] = None, encoder_tile: Optional[int] = None
-                 ) -> Iterator[Tuple[int, torch.Tensor]]:
+                 window: Optional[int] = None,
+                 encoder_tile: Optional[Union[int, Tuple[int, int]]] = None,
+                 band_rows: Optional[int] = None) -> Iterator[Tuple[int, torch.Tensor]]:
     """Renders the continuous image of `inp` at `size`, one band of whole rows at a time.
 
     Each band holds at most `chunk_size` queries (at least one row), so neither the
@@ -44,8 +46,14 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
         precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder (the encoder stays fp32).
         window: mirror-pad the input to this window first, as LTE evaluates SwinIR encoders
             (see inference.window); None for no padding.
-        encoder_tile: encode the input in tiles of this side (see inference.tiling), the same
-            latent codes in less encoder memory; None encodes the whole image at once.
+        encoder_tile: encode the input in tiles of this side, or (rows, columns) (see
+            inference.tiling), the same latent codes in less encoder memory; None encodes the
+            whole image at once.
+        band_rows: hold the latent codes in bands of at least this many rows, each band of
+            output rows decoded from the rows it reads (see inference.bands; the encoder
+            tiles are then encoder_tile, default band_rows); None holds the whole latent
+            grid. Not for whole_grid models (SRNO), whose passes read every row: they keep
+            the whole latent grid (encoded in tiles when encoder_tile is given).
 
     Yields:
         (first row, (rows, W, 3) float32 CPU tensor in [0, 1], clamped, not quantised).
@@ -55,7 +63,6 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
     if window:
         inp = pad_to_window(inp, window)
     padded = tuple(inp.shape[-2:]) if window else None
-    feat = encode(model, inp, encoder_tile)
     rows_per_band = max(1, chunk_size // W)
     starts = range(0, H, rows_per_band)
     cell_value = torch.tensor([2 / H, 2 / W], device=inp.device)
@@ -68,10 +75,16 @@ def render_bands(model: ImplicitDecoder, inp: torch.Tensor, size: Tuple[int, int
                 coord, cell = to_padded_domain(coord, cell, (h, w), padded)
             yield coord, cell
 
-    if model.whole_grid:
-        logger.info('%s attends over all queries: it streams over the bands in passes',
-                    type(model).__name__)
-    stream = model.query_stream(feat, bands, impl, effective_chunk_size(model, chunk_size, impl))
+    if band_rows and not model.whole_grid:
+        tile = encoder_tile or band_rows
+        stream = decode_bands(model, inp, bands(), band_rows,
+                              (tile, tile) if isinstance(tile, int) else tile, impl, chunk_size)
+    else:
+        if model.whole_grid:
+            logger.info('%s attends over all queries: it streams over the bands in passes',
+                        type(model).__name__)
+        stream = model.query_stream(encode(model, inp, encoder_tile), bands, impl,
+                                    effective_chunk_size(model, chunk_size, impl))
     for row0 in starts:
         with autocast(inp.device, precision):  # around the decoding only, not the caller
             pred = next(stream)

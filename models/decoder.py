@@ -59,10 +59,16 @@ class ImplicitDecoder(nn.Module):
             chunks (SRNO's official row-chunked evaluation).
         fast_chunk_size: queries per call at which the fast path runs best (its activations
             stay in cache); `inference` decodes in chunks no larger than this.
+        code_reach: how many latent-code rows (and columns) beyond the two nearest to a query
+            its decoding may read, features computed from the codes included (LIIF: ensemble
+            and 3x3 unfolding, 2; LTE: ensemble and its 3x3 coef/freq convolutions, 2), plus
+            one spare. Renderers that hold the latent grid in bands of rows (inference.bands)
+            give each band this many more rows.
     """
     grid_queries: bool = False
     whole_grid: bool = False
     fast_chunk_size: Optional[int] = None
+    code_reach: int = 3
 
     def encode(self, inp: torch.Tensor):
         """(B, 3, h, w) normalised image -> the model's per-image features."""
