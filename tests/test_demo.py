@@ -236,3 +236,40 @@ def test_encoder_tiles_give_the_untiled_output(capsys, tmp_path, checkpoint):
         outputs.append(np.asarray(Image.open(out)).astype(int))
     diff = np.abs(outputs[0] - outputs[1])
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+
+
+@pytest.mark.parametrize('checkpoint', ['vectors/tiny_liif.pth', 'platform/tiny_lte.pth'])
+def test_a_memory_budget_gives_the_unbudgeted_output(capsys, tmp_path, checkpoint):
+    """3 MB for a 96x80 input: encoder tiles of 16-32 rows and latent bands (the plan is
+    printed), the PNG equal to the whole-image run's or one level off in under 0.01%."""
+    path = shared_path('reference', *checkpoint.split('/'))
+    write_rgb(tmp_path / 'in.png', 96, 80)
+    outputs = []
+    for budget in (None, '3MB'):
+        out = tmp_path / f'out{budget}.png'
+        argv = ['--input', str(tmp_path / 'in.png'), '--output', str(out), '--scale', '2.5',
+                '--model', path] + (['--max-memory', budget] if budget else [])
+        code, _, err = run_demo(capsys, *argv)
+        assert code == 0, err
+        assert ('encoder tiles of' in err) == (budget is not None)
+        outputs.append(np.asarray(Image.open(out)).astype(int))
+    diff = np.abs(outputs[0] - outputs[1])
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
+
+
+@pytest.mark.parametrize('budget,message', [
+    ('1KB', 'error: a memory budget of 1.0 KB is too small for this model on a 96x80 input: '
+            'it needs at least '),
+    ('inf', "error: argument --max-memory: memory size must be finite, got 'inf'"),
+    ('0', "error: argument --max-memory: memory size must be positive, got '0'"),
+    ('lots', "error: argument --max-memory: bad memory size 'lots'; e.g. 512MB or 2GB")])
+def test_bad_memory_budgets_are_one_line(capsys, tmp_path, budget, message):
+    write_rgb(tmp_path / 'in.png', 96, 80)
+    out = tmp_path / 'out.png'
+    try:
+        code, _, err = run_demo(capsys, '--input', str(tmp_path / 'in.png'), '--output',
+                                str(out), '--model', tiny_checkpoint(), '--max-memory', budget)
+    except SystemExit as e:  # argparse's own errors
+        code, err = e.code, capsys.readouterr().err.splitlines()[-1] + '\n'
+    assert code == 2 and not out.exists()
+    assert message in err and err.count('\n') == 1

@@ -68,11 +68,23 @@ def test_every_promised_test_config_exists():
     assert wanted <= names
 
 
-def test_encoder_tiles_give_the_official_set5_psnr(capsys, official_checkpoint):
-    """Tiled encoding (tiles of 40 LR pixels, smaller than every Set5 x4 input, plus a halo
-    of the encoder's receptive radius) changes no digit of the official x4 number."""
-    code, out, _ = run_test(capsys, '--config', os.path.join(REPO, 'configs/test/test-set5-4.yaml'),
-                            '--model', official_checkpoint, '--data-root', shared_path('data'),
-                            '--quiet', '--encoder-tile', '40')
-    assert code == 0
+@pytest.mark.parametrize('option,value', [('--encoder-tile', '40'), ('--max-memory', '90MB')])
+def test_encoder_tiles_give_the_official_set5_psnr(capsys, official_checkpoint, option, value):
+    """Tiled encoding (tiles of 40 LR pixels, smaller than every Set5 x4 input, or the tiles a
+    90 MB budget gives: 48x128 for the 128x128 baby, whole for the small images; each plus a
+    halo of the encoder's receptive radius) changes no digit of the official x4 number."""
+    code, out, err = run_test(capsys, '--config',
+                              os.path.join(REPO, 'configs/test/test-set5-4.yaml'),
+                              '--model', official_checkpoint, '--data-root',
+                              shared_path('data'), '--quiet', option, value)
+    assert code == 0, err
     assert abs(float(out.split()[-1]) - official_psnr('Set5', 4)) < PSNR_TOLERANCE
+
+
+def test_a_memory_budget_too_small_is_one_line(capsys, official_checkpoint):
+    code, _, err = run_test(capsys, '--config', os.path.join(REPO, 'configs/test/test-set5-4.yaml'),
+                            '--model', official_checkpoint, '--data-root', shared_path('data'),
+                            '--quiet', '--max-memory', '8MB')
+    assert code == 2
+    assert err.startswith('error: a memory budget of 8.0 MB is too small for this model on a ')
+    assert err.count('\n') == 1
