@@ -94,11 +94,14 @@ def decode_bands(model: ImplicitDecoder, inp: torch.Tensor, bands: Iterator[Tupl
         a, b = needed_rows(coord, h, model.code_reach)
         if not (segment[0] <= a and b <= segment[1]):
             segment = (a, min(h, max(b, a + band_rows)))
-            codes = blocks.rows(*segment)
             sub_inp = inp[..., segment[0]:segment[1], :]
             decode = None  # free the previous features before making the next
-            decode = model.decoder(model.encode(sub_inp) if blocks.encoder is None else
-                                   model.from_codes(sub_inp, codes), impl)
-            del codes
+            # The encoder and the features from its codes in float32 even when the caller
+            # decodes under autocast, as the whole-image path computes them.
+            with torch.autocast(inp.device.type, enabled=False):
+                feat = model.encode(sub_inp) if blocks.encoder is None else \
+                    model.from_codes(sub_inp, blocks.rows(*segment))
+            decode = model.decoder(feat, impl)
+            del feat
         coord, cell = sub_grid_queries(coord, cell, h, *segment)
         yield decode_in_chunks(decode, coord, cell, chunk_size)
