@@ -12,6 +12,7 @@ Example:
 """
 import argparse
 import os
+import shutil
 import sys
 import threading
 import time
@@ -34,10 +35,14 @@ def main() -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
+    browser, driver_path = shutil.which('chromium'), shutil.which('chromedriver')
+    if not (browser and driver_path):
+        sys.exit('error: chromium and chromedriver are needed (bash scripts/setup.sh --tests)')
+    options.binary_location = browser
     for flag in ('--headless=new', '--no-sandbox', '--disable-gpu',
                  '--force-device-scale-factor=1', '--disable-dev-shm-usage'):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service('chromedriver'), options=options)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
     print('| precision | zoom | first model tile (s) | whole 1280x800 pane (s) |')
     print('|---|---|---|---|')
     try:
