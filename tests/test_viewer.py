@@ -237,3 +237,15 @@ def test_the_psnr_shown_is_test_py_psnr_of_the_region(official_page):
     expected = calc_psnr(to_batch(sr[r0:r1, c0:c1]), to_batch(hr[r0:r1, c0:c1])).item()
     assert shown[0]['value'] == pytest.approx(expected, abs=1e-3)
     assert shown[0]['value'] > shown[1]['value']   # LIIF beats bicubic on the region
+
+
+def test_the_tile_cache_keeps_to_its_bound():
+    from webviewer.tiles import TileCache
+    cache = TileCache(max_bytes=250)
+    for i in range(5):
+        cache.put(('tile', i), bytes(100))
+        assert cache.bytes <= 250
+    assert cache.get(('tile', 0)) is None and cache.get(('tile', 4)) == bytes(100)
+    cache.get(('tile', 3))          # used last: tile 4 is now the least recently used
+    cache.put(('tile', 5), bytes(100))
+    assert cache.get(('tile', 3)) is not None and cache.get(('tile', 4)) is None
