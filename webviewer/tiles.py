@@ -20,11 +20,13 @@ from inference.memory import default_budget, plan_for
 from inference.tiling import encode
 from inference.window import pad_to_window, to_padded_domain
 from models import ImplicitDecoder, make
+from models.decoder import decode_in_chunks
 from utils.coords import make_coord
 from utils.devices import autocast
 from utils.metrics import calc_psnr
 
 TILE = 256
+CHUNK = 65536  # queries per decoder call
 MAX_SCALE = 64.0
 MAX_REGION_PIXELS = 1 << 24  # the largest region a PSNR or a saved view renders (16 Mpx)
 
@@ -44,7 +46,7 @@ class Pane:
         padded = pad_to_window(inp, self.window) if self.window else inp
         self.padded = tuple(padded.shape[-2:])
         device = inp.device
-        plan = plan_for(model, self.padded, default_budget(device), 65536, 'fast', precision,
+        plan = plan_for(model, self.padded, default_budget(device), CHUNK, 'fast', precision,
                         device, bands=False, strict=False)
         with torch.no_grad():
             self.decode = model.decoder(encode(model, padded, plan.encoder_tile), 'fast')
@@ -59,11 +61,9 @@ class Pane:
         cell_t = coord.new_tensor(cell).expand_as(coord)
         if self.window:
             coord, cell_t = to_padded_domain(coord, cell_t, self.size, self.padded)
-        out = []
         with self.lock, autocast(coord.device, self.precision):
-            for i in range(0, coord.shape[1], 65536):
-                out.append(self.decode(coord[:, i:i + 65536], cell_t[:, i:i + 65536]).float())
-        rgb = (torch.cat(out, dim=1) * 0.5 + 0.5).clamp_(0, 1)
+            pred = decode_in_chunks(self.decode, coord, cell_t, CHUNK)
+        rgb = (pred.float() * 0.5 + 0.5).clamp_(0, 1)
         return rgb.view(len(rows), len(cols), 3).cpu().numpy()
 
 
