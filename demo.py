@@ -3,11 +3,15 @@ SRNO (the checkpoint says which).
 
 Renders the continuous image that LIIF decodes from the input at the requested size: any real
 scale >= 1 (x1.7, x30), or any (H, W), the two axes independent. The output is decoded in bands
-of rows, so memory stays bounded for huge outputs, and written only when complete.
+of rows; PNG and TIFF outputs are written to disk band by band, so memory stays bounded for
+any output size (JPEG, WebP and BMP are encoded from memory, checked against --max-memory
+first). The output file appears only when complete.
 
-Images: PNG, JPEG, BMP, TIFF, WebP. Grayscale in gives grayscale out (the mean of the decoded
-RGB); an alpha channel is upscaled with PIL bicubic resampling (LIIF decodes the colour only);
-16-bit PNGs keep 16 bits. The output format follows the output file's extension.
+Images: PNG, JPEG, BMP, TIFF, WebP, shown as a viewer shows them (EXIF orientation applied).
+Grayscale in gives grayscale out (the mean of the decoded RGB); an alpha channel is upscaled
+with PIL bicubic resampling (LIIF decodes the colour only); 16-bit and float inputs give 16-bit
+PNG or TIFF outputs (8 bits in other formats). ICC profiles are not carried over (a note says
+so). The output format follows the output file's extension.
 
 With no arguments it upscales the bundled sample (assets/astronaut-128.png) x4 with the
 pretrained EDSR-baseline-LIIF (fetched by scripts/setup.sh).
@@ -20,7 +24,8 @@ Examples:
 import argparse
 import os
 import sys
-from typing import List, Optional, Tuple
+import time
+from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -31,13 +36,16 @@ from inference.memory import Plan, default_budget, describe, parse_memory, plan_
 from inference.window import padded_size
 from utils import resolve_device
 from utils.devices import PRECISIONS
-from utils.images import output_format, read_image, resize_alpha, write_image
+from utils.image_writer import check_output, output_bits, output_format, write_bands
+from utils.images import read_image, resize_alpha
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
 DEFAULT_MODEL = os.path.join(REPO, 'pretrained', 'edsr-baseline-liif.pth')
 DEFAULT_SCALE = '4'
 PROGRESS_MIN_PIXELS = 1 << 20
+ETA_PROBE_SECONDS = 5  # the time left is said once, after this long, if over ETA_MIN_SECONDS
+ETA_MIN_SECONDS = 60
 
 
 class DemoError(Exception):
@@ -78,7 +86,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='query path (default: %(default)s)')
     parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
                         help='fp32, or bf16/fp16 autocast for the decoder (default: %(default)s)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='allow the output to replace the input file')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar or notes')
     return parser.parse_args(argv)
 
 
@@ -110,14 +120,6 @@ def output_size(args: argparse.Namespace, h: int, w: int) -> Tuple[int, int]:
     return H, W
 
 
-def check_writable(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise DemoError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK):
-        raise DemoError(f"output folder is not writable: {folder}")
-
-
 def load_model(path: str, device: torch.device) -> torch.nn.Module:
     if not os.path.isfile(path):
         hint = ' (run bash scripts/setup.sh to fetch it)' if path == DEFAULT_MODEL else ''
@@ -136,13 +138,29 @@ def memory_plan(args: argparse.Namespace, model: torch.nn.Module, size: Tuple[in
                     args.impl, args.precision, device, strict=args.max_memory is not None)
 
 
+def same_file(a: str, b: str) -> bool:
+    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+
+
+def eta_note(done: int, total: int, elapsed: float) -> Optional[str]:
+    """One line with the time left, once the first rows say it is over a minute."""
+    left = elapsed * (total - done) / max(done, 1)
+    if left < ETA_MIN_SECONDS:
+        return None
+    hours, rest = divmod(int(left), 3600)
+    return (f'about {hours} h {rest // 60:02d} min left at this speed '
+            '(Ctrl-C stops it; no file is written then)')
+
+
 def run(args: argparse.Namespace) -> str:
     """Renders and writes the output; returns the sentence to print."""
     if args.chunk_size < 1:
         raise DemoError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.encoder_tile < 0:
         raise DemoError(f"--encoder-tile must be >= 0, got {args.encoder_tile}")
-    image = read_image(args.input)
+    device = resolve_device(args.device)
+    host_budget = args.max_memory or default_budget(torch.device('cpu'))
+    image = read_image(args.input, max_bytes=host_budget)
     h, w = image.rgb.shape[:2]
     H, W = output_size(args, h, w)
     output = args.output
@@ -150,33 +168,59 @@ def run(args: argparse.Namespace) -> str:
         stem = os.path.splitext(os.path.basename(args.input))[0]
         os.makedirs('outputs', exist_ok=True)
         output = os.path.join('outputs', f'{stem}_{H}x{W}.png')
-    output_format(output)
-    check_writable(output)
-    if image.bits == 16 and not output.lower().endswith('.png'):
-        raise DemoError(f"a 16-bit input keeps 16 bits, which needs a .png output, not {output}")
-    device = resolve_device(args.device)
+    planes = (1 if image.gray else 3) + (image.alpha is not None)
+    fmt = output_format(output)
+    bits = output_bits(fmt, image.bits)
+    check_output(output, (H, W), planes, bits, host_budget)
+    if same_file(output, args.input) and not args.overwrite:
+        raise DemoError(f"the output {output} is the input file; pass --overwrite to replace it")
+    if os.path.exists(output) and not os.path.isfile(output):
+        raise DemoError(f"output is not a regular file: {output}")
     model = load_model(args.model, device)
     window = window_of(model)
     plan = memory_plan(args, model, padded_size(h, w, window) if window else (h, w), device)
-    if plan.encoder_tile is not None and not args.quiet:
-        print(f'{w}x{h} input: {describe(plan)}', file=sys.stderr)
+    if not args.quiet:
+        if plan.encoder_tile is not None:
+            print(f'{w}x{h} input: {describe(plan)}', file=sys.stderr)
+        if bits < image.bits:
+            print(f'note: {fmt.name} holds 8 bits; the {image.bits}-bit input is written at 8 '
+                  '(use .png or .tif to keep 16)', file=sys.stderr)
+        if image.icc is not None:
+            print('note: the input has an ICC profile; the output is written without one '
+                  '(samples as decoded)', file=sys.stderr)
 
     inp = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
-    levels = 2 ** image.bits - 1
-    planes = (1 if image.gray else 3) + (image.alpha is not None)
-    out = np.empty((H, W, planes), dtype=np.uint16 if image.bits == 16 else np.uint8)
-    with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
-              disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
-        for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), plan.chunk_size,
-                                       args.impl, args.precision, window, plan.encoder_tile,
-                                       plan.band_rows):
-            if image.gray:  # the decoded channels of a gray input differ only slightly
-                band = band.mean(dim=2, keepdim=True)
-            out[row0:row0 + band.shape[0], :, :band.shape[2]] = (band * levels).round_().numpy()
-            bar.update(band.shape[0])
-    if image.alpha is not None:
-        out[..., -1] = (resize_alpha(image.alpha, (H, W)) * levels).round()
-    write_image(output, out, image.bits)
+    levels = 2 ** bits - 1
+    dtype = np.uint16 if bits == 16 else np.uint8
+
+    def bands() -> Iterator[np.ndarray]:
+        start, eta_said = time.monotonic(), args.quiet
+        with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
+                  disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
+            for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), plan.chunk_size,
+                                           args.impl, args.precision, window,
+                                           plan.encoder_tile, plan.band_rows):
+                rows = band.shape[0]
+                if not torch.isfinite(band).all():
+                    raise DemoError(f"the model's output is not finite (NaN or inf) in rows "
+                                    f"{row0}-{row0 + rows - 1}; no file written")
+                if image.gray:  # the decoded channels of a gray input differ only slightly
+                    band = band.mean(dim=2, keepdim=True)
+                samples = (band * levels).round_().numpy().astype(dtype)
+                if image.alpha is not None:
+                    alpha = resize_alpha(image.alpha, (H, W), (row0, row0 + rows))
+                    samples = np.concatenate(
+                        [samples, (alpha * levels).round().astype(dtype)[..., None]], axis=2)
+                yield samples
+                bar.update(rows)
+                elapsed = time.monotonic() - start
+                if not eta_said and elapsed > ETA_PROBE_SECONDS:
+                    eta_said = True
+                    note = eta_note(row0 + rows, H, elapsed)
+                    if note:
+                        tqdm.write(note, file=sys.stderr)
+
+    write_bands(output, (H, W), planes, bits, bands())
     return f"wrote {output} ({W}x{H} from {w}x{h})"
 
 
@@ -187,6 +231,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (DemoError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no output written", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -29,7 +29,9 @@ import datasets
 from inference import eval_psnr, load_decoder
 from inference.memory import parse_memory
 from utils import PRECISIONS, resolve_device
-from utils.config import apply_overrides, load_config, reroot, require
+from utils.config import apply_overrides, load_config, override_keys, reroot, require
+from utils.config_schema import test_schema
+from utils.schema import check_config
 
 SRNO_SCALE_MAX = 4  # SRNO's test.py default, used by --mcell
 
@@ -78,7 +80,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         device = resolve_device(args.device)
-        config = reroot(apply_overrides(load_config(args.config), args.overrides), args.data_root)
+        config = apply_overrides(load_config(args.config), args.overrides)
+        check_config(config, test_schema(datasets.DATASETS), args.config,
+                     override_keys(args.overrides))
+        config = reroot(config, args.data_root)
         spec = require(config, 'test_dataset', args.config)
         dataset = datasets.make(require(spec, 'dataset', f'{args.config}: test_dataset'))
         dataset = datasets.make(require(spec, 'wrapper', f'{args.config}: test_dataset'),
@@ -101,6 +106,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; no result", file=sys.stderr)
+        return 130
     print(f'result: {result:.4f}')
     return 0
 

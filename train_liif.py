@@ -40,14 +40,16 @@ from tqdm import tqdm
 import datasets
 import models
 from utils import Averager, load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
-from utils.config import apply_overrides, load_config, reroot, require
+from utils.config import apply_overrides, load_config, override_keys, reroot, require
+from utils.config_schema import train_schema
+from utils.files import atomic_path
+from utils.schema import check_config
 from inference import eval_psnr, normalisers
 from utils.coords import flat_batch
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
                             rng_state, seed_everything, set_rng_state, unwrap, worker_init_fn)
 
 logger = logging.getLogger('train')
-REQUIRED_KEYS = ('train_dataset', 'model', 'optimizer', 'epoch_max')
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -133,37 +135,61 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the run continues from its last epoch with --resume",
+              file=sys.stderr)
+        return 130
     finally:
         distributed.close()
 
 
+def check_run_dir(save_dir: str, run_dir: str, last_path: str, resume: bool) -> None:
+    """The run folder's state fits --resume (checked before anything is written)."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise ValueError(f"--save-dir {save_dir} is a file, not a folder")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(f"the run folder {run_dir} is a file, not a folder")
+    if resume and not os.path.isfile(last_path):
+        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
+    if not resume and os.path.exists(last_path):  # checked on every rank, so all stop
+        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                         "choose another --name")
+
+
+def load_resume_checkpoint(path: str) -> Dict[str, Any]:
+    """A checkpoint written by this script, with what --resume needs, or ValueError."""
+    ckpt = load_checkpoint(path)
+    optimizer = ckpt.get('optimizer')
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get('sd'), dict):
+        raise ValueError(f"{path} has no optimizer state ('optimizer': {{'sd': ...}}), so "
+                         "training cannot continue from it; --resume needs an epoch-last.pth "
+                         "written by train_liif.py")
+    epoch = ckpt.get('epoch')
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"{path}: 'epoch' must be a non-negative integer, got {epoch!r}")
+    return ckpt
+
+
 def train(args: argparse.Namespace, distributed: Distributed) -> int:
-    # --- setup: config, device, run folder, seed ---
-    config = reroot(apply_overrides(load_config(args.config), args.overrides), args.data_root)
-    for key in REQUIRED_KEYS:
-        require(config, key, args.config)
+    # --- setup: config, device, run folder checks, seed (nothing is written yet) ---
+    config = apply_overrides(load_config(args.config), args.overrides)
+    check_config(config, train_schema(models.MODELS, datasets.DATASETS), args.config,
+                 override_keys(args.overrides))
+    config = reroot(config, args.data_root)
     device = resolve_device(args.device)
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
     if args.amp and device.type != 'cuda':
         raise ValueError('--amp needs a CUDA device; it is off by default on the CPU')
-    distributed.init(device)
+    if args.num_workers is not None and args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     name = args.name or os.path.splitext(os.path.basename(args.config))[0]
     run_dir = os.path.join(args.save_dir, name)
     last_path = os.path.join(run_dir, 'epoch-last.pth')
-    if args.resume and not os.path.isfile(last_path):
-        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-    if not args.resume and os.path.exists(last_path):  # checked on every rank, so all stop
-        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                         "choose another --name")
-    if distributed.is_main:
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, 'config.yaml'), 'w') as f:
-            yaml.safe_dump(config, f, sort_keys=False)
-    setup_logging(run_dir if distributed.is_main else None)
+    check_run_dir(args.save_dir, run_dir, last_path, args.resume)
+    distributed.init(device)
     seed_everything(args.seed + distributed.rank)
-    writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
 
     # --- data ---
     num_workers = args.num_workers if args.num_workers is not None else \
@@ -176,22 +202,34 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
                                  distributed, num_workers, device, args.seed)
     norms = normalisers(config.get('data_norm'), device)
 
-    # --- model, optimizer, schedule ---
+    # --- model, optimizer, schedule; a resumed run's state must fit before anything is
+    # written to its folder ---
     model = models.make(config['model']).to(device)
     optimizer = make_optimizer(model.parameters(), config['optimizer'])
     scheduler = make_scheduler(config, optimizer)
     epoch_start, best_psnr = 1, -1e18
     if args.resume:
-        ckpt = load_checkpoint(last_path)
+        ckpt = load_resume_checkpoint(last_path)
         load_state_dict_strict(model, ckpt['model']['sd'])
-        optimizer.load_state_dict(ckpt['optimizer']['sd'])
-        if scheduler is not None and ckpt.get('lr_scheduler') is not None:
-            scheduler.load_state_dict(ckpt['lr_scheduler'])
+        try:
+            optimizer.load_state_dict(ckpt['optimizer']['sd'])
+            if scheduler is not None and ckpt.get('lr_scheduler') is not None:
+                scheduler.load_state_dict(ckpt['lr_scheduler'])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{last_path}: its optimizer or scheduler state does not fit the "
+                             f"config's: {e}") from None
         epoch_start, best_psnr = ckpt['epoch'] + 1, ckpt.get('best_psnr', best_psnr)
         rng = ckpt.get('rng', {}).get(distributed.rank)
         if rng is not None:
             set_rng_state(rng)
-        logger.info(f'resumed from {last_path} at epoch {ckpt["epoch"]}')
+    if distributed.is_main:
+        os.makedirs(run_dir, exist_ok=True)
+        with atomic_path(os.path.join(run_dir, 'config.yaml')) as tmp, open(tmp, 'w') as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+    setup_logging(run_dir if distributed.is_main else None)
+    writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
+    if args.resume:
+        logger.info(f'resumed from {last_path} at epoch {epoch_start - 1}')
     scaler = torch.amp.GradScaler('cuda') if args.amp else None
     if distributed.enabled:
         model = nn.parallel.DistributedDataParallel(
@@ -203,6 +241,9 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     # --- one loop over epochs ---
     epoch_max, epoch_val, epoch_save = config['epoch_max'], config.get('epoch_val'), \
         config.get('epoch_save')
+    if epoch_start > epoch_max:
+        logger.info(f'{last_path} is at epoch {epoch_start - 1}, epoch_max is {epoch_max}: '
+                    'nothing left to train (raise epoch_max with --set to go on)')
     for epoch in range(epoch_start, epoch_max + 1):
         start = time.time()
         if isinstance(train_loader.sampler, DistributedSampler):

@@ -52,7 +52,8 @@ class ImageFolder(Dataset):
         first_k: keep only the first k files.
         repeat: length multiplier (one epoch visits each image `repeat` times).
         cache: 'none' (read each time), 'bin' (decoded .npy files in `_bin_<folder>` beside
-            the folder, written once) or 'in_memory' (decoded once, kept in RAM).
+            the folder, written once per version of each file: keyed on its size and
+            modification time) or 'in_memory' (decoded once, kept in RAM).
     """
 
     def __init__(self, root_path: str, split_file: Optional[str] = None,
@@ -73,15 +74,23 @@ class ImageFolder(Dataset):
 
     @staticmethod
     def _bin_file(root_path: str, path: str) -> str:
-        """Decodes `path` once into an .npy file (uint8, H x W x 3); pickle-free."""
+        """Decodes `path` once into an .npy file (uint8, H x W x 3; pickle-free), named after
+        the source's size and modification time, so a changed source is decoded again (and
+        its stale copy removed) instead of being read from the cache."""
         root = os.path.normpath(root_path)
         bin_root = os.path.join(os.path.dirname(root), '_bin_' + os.path.basename(root))
-        bin_file = os.path.join(bin_root, os.path.splitext(os.path.basename(path))[0] + '.npy')
+        stem = os.path.splitext(os.path.basename(path))[0]
+        info = os.stat(path)
+        bin_file = os.path.join(bin_root, f'{stem}_{info.st_size}_{info.st_mtime_ns}.npy')
         if not os.path.exists(bin_file):
             os.makedirs(bin_root, exist_ok=True)
             img = (read_rgb(path) * 255).round().byte().permute(1, 2, 0).numpy()
             with atomic_path(bin_file) as tmp:
                 np.save(tmp, img)
+            stale = re.compile(re.escape(stem) + r'_\d+_\d+\.npy')
+            for name in os.listdir(bin_root):
+                if stale.fullmatch(name) and name != os.path.basename(bin_file):
+                    os.remove(os.path.join(bin_root, name))
         return bin_file
 
     def __len__(self) -> int:
@@ -129,7 +138,11 @@ def pair_names(names_1: List[str], names_2: List[str]) -> List[Tuple[int, int]]:
 class PairedImageFolders(Dataset):
     """(image of folder 1, image of folder 2) pairs, e.g. (LR, HR); args as ImageFolder."""
 
-    def __init__(self, root_path_1: str, root_path_2: str, **kwargs):
+    def __init__(self, root_path_1: str, root_path_2: str, split_file: Optional[str] = None,
+                 split_key: Optional[str] = None, first_k: Optional[int] = None,
+                 repeat: int = 1, cache: str = 'none'):
+        kwargs = dict(split_file=split_file, split_key=split_key, first_k=first_k,
+                      repeat=repeat, cache=cache)
         self.dataset_1 = ImageFolder(root_path_1, **kwargs)
         self.dataset_2 = ImageFolder(root_path_2, **kwargs)
         self.pairs = pair_names(self.dataset_1.names, self.dataset_2.names)

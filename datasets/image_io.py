@@ -1,7 +1,11 @@
 """Reading images as float tensors, and the PIL bicubic resize of the official code."""
+import os
+
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from utils.images import read_image
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -12,7 +16,10 @@ def pil_to_tensor01(img: Image.Image) -> torch.Tensor:
 
 
 def read_rgb(path: str) -> torch.Tensor:
-    """Reads any image as RGB (grayscale and palette images are converted).
+    """Reads any image as RGB, as a viewer shows it (see utils.images.read_image: EXIF
+    orientation applied, 16-bit and float samples scaled to [0, 1]; grayscale repeated on the
+    three channels, alpha dropped). For 8-bit files the values are those of the official
+    code's `ToTensor()(Image.open(path).convert('RGB'))`.
 
     Returns:
         (3, H, W) float32 in [0, 1].
@@ -21,14 +28,9 @@ def read_rgb(path: str) -> torch.Tensor:
         FileNotFoundError: no such file.
         ValueError: the file is not a readable image (names the file).
     """
-    try:
-        with Image.open(path) as img:
-            rgb = img.convert('RGB')
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ValueError(f"cannot read image {path}: {e}") from e
-    return pil_to_tensor01(rgb)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    return torch.from_numpy(read_image(path).rgb).permute(2, 0, 1).contiguous()
 
 
 def resize_bicubic(img: torch.Tensor, size) -> torch.Tensor:

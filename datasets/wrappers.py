@@ -22,6 +22,18 @@ def _source(dataset: Dataset, idx: int) -> str:
     return dataset.path_of(idx) if hasattr(dataset, 'path_of') else f'item {idx}'
 
 
+def paired_scale(img_lr: torch.Tensor, img_hr: torch.Tensor, source: str) -> int:
+    """The integer scale s of an (LR, HR) pair, as the official code takes it (HR height //
+    LR height), checked: the same on both axes, and HR at most s - 1 pixels larger than
+    s x LR (the official crop), else ValueError naming the files and sizes."""
+    (h, w), (H, W) = img_lr.shape[-2:], img_hr.shape[-2:]
+    s = H // h
+    if s < 1 or W // w != s or H - h * s >= s or W - w * s >= s:
+        raise ValueError(f"{source}: LR {w}x{h} and HR {W}x{H} are not an integer-scale pair "
+                         "(HR must be s x LR, plus at most s - 1 pixels)")
+    return s
+
+
 @register('sr-implicit-paired')
 class SRImplicitPaired(Dataset):
     """Samples from (LR, HR) pairs with an integer scale (e.g. the LR_bicubic benchmark files).
@@ -46,7 +58,7 @@ class SRImplicitPaired(Dataset):
 
     def __getitem__(self, idx: int):
         img_lr, img_hr = self.dataset[idx]
-        s = img_hr.shape[-2] // img_lr.shape[-2]  # integer scale, as the official code assumes
+        s = paired_scale(img_lr, img_hr, _source(self.dataset, idx))
         if self.inp_size is None:
             h_lr, w_lr = img_lr.shape[-2:]
             crop_lr, crop_hr = img_lr, img_hr[:, :h_lr * s, :w_lr * s]

@@ -50,6 +50,18 @@ def hr_shape(inp: torch.Tensor, n_queries: int):
     return H, W
 
 
+def check_scale(inp: torch.Tensor, shape, eval_type: Optional[str]) -> None:
+    """ValueError unless the HR grid is exactly the input times eval_type's scale: an LR image
+    of the wrong size (or from the wrong X<s> folder) would otherwise be measured."""
+    scale = eval_scale(eval_type)
+    if scale is None or shape is None:
+        return
+    h, w = inp.shape[-2:]
+    if tuple(shape) != (h * scale, w * scale):
+        raise ValueError(f"eval_type {eval_type} needs HR images of {scale}x the input: a "
+                         f"{w}x{h} input came with a {shape[1]}x{shape[0]} HR grid")
+
+
 def cell_factor(eval_type: Optional[str], scale_max: Optional[float]) -> float:
     """LTE's and SRNO's cell clipping: max(s / scale_max, 1), s the scale of eval_type."""
     if scale_max is None:
@@ -100,7 +112,7 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
     budget = max_memory or default_budget(device)
     result = Averager()
     pbar = tqdm(loader, leave=False, desc='val', disable=not verbose)
-    for batch in pbar:
+    for index, batch in enumerate(pbar):
         batch, grid = flat_batch({k: v.to(device) for k, v in batch.items()})
         inp = (batch['inp'] - inp_sub) / inp_div
         coord, cell = batch['coord'], batch['cell'] * factor
@@ -108,6 +120,7 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
         shape = grid
         if shape is None and (eval_type is not None or chunk_rows):
             shape = hr_shape(batch['inp'], coord.shape[1])
+        check_scale(batch['inp'], shape, eval_type)
         if window:
             size = inp.shape[-2:]
             inp = pad_to_window(inp, window)
@@ -119,6 +132,9 @@ def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
         feat = encode(model, inp, tile)  # float32 always: see utils.devices.autocast
         with autocast(device, precision):
             pred = predict(model, feat, coord, cell, chunk, impl)
+        if not bool(torch.isfinite(pred).all()):
+            raise ValueError(f"the model's output is not finite (NaN or inf) on batch "
+                             f"{index}; no PSNR can be reported")
         pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)
         gt = batch['gt']
         if eval_type is not None:  # shaving needs images, not query lists

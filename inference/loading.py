@@ -6,6 +6,8 @@ import torch
 import models
 from models import ImplicitDecoder
 from utils import load_checkpoint
+from utils.config_schema import model_spec
+from utils.schema import Section, check_config
 
 BICUBIC_SPEC = {'name': 'bicubic', 'args': {}, 'sd': {}}
 
@@ -36,5 +38,7 @@ def load_decoder(path: str, device: torch.device) -> ImplicitDecoder:
         spec = BICUBIC_SPEC
     else:
         spec = load_checkpoint(path)['model']
+        check_config({'model': spec}, Section({'model': model_spec(models.MODELS, True)}),
+                     f'checkpoint {path}')
         check_decoder_spec(spec, path)
-    return models.make(spec, load_sd=True).to(device).eval()
+    return models.make(spec, load_sd=True, source=f'checkpoint {path}').to(device).eval()

@@ -19,6 +19,7 @@ from torch.utils._pytree import tree_leaves
 
 from models import ImplicitDecoder
 from utils.devices import autocast
+from utils.units import format_bytes
 from .tiling import tiling_geometry
 
 FALLBACK_BUDGET = 4 << 30
@@ -189,13 +190,6 @@ def parse_memory(text: str) -> int:
     if size <= 0:
         raise argparse.ArgumentTypeError(f"memory size must be positive, got '{text}'")
     return int(size)
-
-
-def format_bytes(n: float) -> str:
-    for unit in ('B', 'KB', 'MB', 'GB', 'TB'):
-        if n < 1024 or unit == 'TB':
-            return f'{n:.0f} {unit}' if unit == 'B' else f'{n:.1f} {unit}'
-        n /= 1024
 
 
 def plan_memory(model: ImplicitDecoder, size: Tuple[int, int], budget: float, chunk_size: int,

@@ -1,5 +1,6 @@
 """Datasets and wrappers: official sampling semantics and clear errors."""
 import os
+import re
 import random
 
 import numpy as np
@@ -116,7 +117,22 @@ def test_bin_and_in_memory_cache_equal_no_cache(tmp_path):
         outs[cache] = [folder[i] for i in range(4)]
     for cache in ('bin', 'in_memory'):
         assert all(torch.equal(a, b) for a, b in zip(outs['none'], outs[cache]))
-    assert sorted(os.listdir(tmp_path / '_bin_hr')) == ['a.npy', 'b.npy']
+    assert [re.sub(r'_\d+_\d+', '', n) for n in sorted(os.listdir(tmp_path / '_bin_hr'))] == \
+        ['a.npy', 'b.npy']
+
+
+def test_bin_cache_notices_a_changed_source(tmp_path):
+    src = tmp_path / 'hr'
+    src.mkdir()
+    write_png(src / 'a.png', 10, 9, seed=1)
+    spec = {'name': 'image-folder', 'args': {'root_path': str(src), 'cache': 'bin'}}
+    before = datasets.make(spec)[0]
+    write_png(src / 'a.png', 10, 9, seed=2)  # same name and size, new content
+    after = datasets.make(spec)[0]
+    truth = torch.from_numpy(np.array(Image.open(src / 'a.png').convert('RGB'))).permute(
+        2, 0, 1).float() / 255
+    assert not torch.equal(before, after) and torch.equal(after, truth)
+    assert len(os.listdir(tmp_path / '_bin_hr')) == 1  # the stale copy is gone
 
 
 def test_unknown_cache_is_an_error(tmp_path):

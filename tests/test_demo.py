@@ -115,7 +115,7 @@ def test_16_bit_png_stays_16_bit(capsys, tmp_path):
     ('negative', ['--scale', '-2'], 'must be one or two positive numbers'),
     ('below-one', ['--scale', '0.5'], 'is below 1'),
     ('bad-folder', ['--output', '{tmp}/no/such/dir/out.png'], 'output folder does not exist'),
-    ('bad-extension', ['--output', '{tmp}/out.xyz'], "unknown output extension '.xyz'"),
+    ('bad-extension', ['--output', '{tmp}/out.xyz'], "cannot write '.xyz' images"),
     ('not-liif', ['--model', '{tmp}/encoder.pth'],
      "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, "
      "liif, lte"),
@@ -258,8 +258,9 @@ def test_a_memory_budget_gives_the_unbudgeted_output(capsys, tmp_path, checkpoin
 
 
 @pytest.mark.parametrize('budget,message', [
-    ('1KB', 'error: a memory budget of 1.0 KB is too small for this model on a 96x80 input: '
-            'it needs at least '),
+    ('1KB', 'is 80x96: decoding it needs 330.0 KB, above the 1.0 KB memory limit'),
+    ('400KB', 'error: a memory budget of 400.0 KB is too small for this model on a 96x80 '
+              'input: it needs at least '),
     ('inf', "error: argument --max-memory: memory size must be finite, got 'inf'"),
     ('0', "error: argument --max-memory: memory size must be positive, got '0'"),
     ('lots', "error: argument --max-memory: bad memory size 'lots'; e.g. 512MB or 2GB")])

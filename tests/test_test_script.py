@@ -57,7 +57,7 @@ def test_config_without_test_dataset_names_the_key(capsys, tmp_path, official_ch
     cfg.write_text('eval_type: benchmark-4\n')
     code, _, err = run_test(capsys, '--config', str(cfg), '--model', official_checkpoint)
     assert code == 2
-    assert "missing the required key 'test_dataset'" in err
+    assert 'cfg.yaml: test_dataset: missing (required)' in err
 
 
 def test_every_promised_test_config_exists():

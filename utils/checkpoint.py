@@ -29,13 +29,25 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return ckpt
 
 
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                           what: str = 'model') -> None:
-    """load_state_dict that names every missing, unexpected and mis-shaped key.
+def check_state_dict(state_dict: Any, source: str) -> None:
+    """ValueError unless `state_dict` maps names to tensors with finite values (a NaN or
+    infinite weight would give NaN outputs: refused here, before any result is reported)."""
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"{source}: model.sd: expected a mapping of tensors, got "
+                         f"{type(state_dict).__name__}")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{source}: model.sd.{key}: expected a tensor, got "
+                             f"{type(value).__name__}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{source}: model.sd.{key} holds NaN or infinite values; the "
+                             "checkpoint is damaged")
 
-    Raises:
-        ValueError: the keys or shapes do not fit `module`.
-    """
+
+def check_fit(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
+              what: str = 'model') -> None:
+    """ValueError naming every missing, unexpected and mis-shaped key (works on a module on
+    the meta device, so nothing is allocated)."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -43,13 +55,23 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
                   for k in sorted(set(own) & set(state_dict))
                   if tuple(own[k].shape) != tuple(state_dict[k].shape)]
     if missing or unexpected or mis_shaped:
-        lines = [f"the checkpoint does not fit the {what}:"]
+        parts = []
         for title, keys in (('missing keys', missing), ('unexpected keys', unexpected),
                             ('shape mismatches', mis_shaped)):
             if keys:
-                shown = ', '.join(keys[:20]) + (f' ... ({len(keys)} in all)' if len(keys) > 20 else '')
-                lines.append(f"  {title}: {shown}")
-        raise ValueError('\n'.join(lines))
+                shown = ', '.join(keys[:5]) + (f' ... ({len(keys)} in all)' if len(keys) > 5 else '')
+                parts.append(f"{title}: {shown}")
+        raise ValueError(f"the checkpoint does not fit the {what}: " + '; '.join(parts))
+
+
+def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                           what: str = 'model') -> None:
+    """load_state_dict that names every missing, unexpected and mis-shaped key.
+
+    Raises:
+        ValueError: the keys or shapes do not fit `module`.
+    """
+    check_fit(module, state_dict, what)
     module.load_state_dict(state_dict)
 
 

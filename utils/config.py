@@ -1,6 +1,6 @@
 """YAML configs: loading, re-rooting of ./load paths, and dotted overrides."""
 import os
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
@@ -41,10 +41,12 @@ def reroot(config: Any, data_root: Optional[str]) -> Any:
 
 
 def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[str, Any]:
-    """Applies `key.sub=value` overrides in place; values are parsed as YAML.
+    """Applies `key.sub=value` overrides in place; values are parsed as YAML. The last key
+    may be new (the config's schema then decides whether it is allowed); the sections above
+    it must exist.
 
     Raises:
-        ValueError: malformed override, or a key path the config does not have.
+        ValueError: malformed override, or a section the config does not have.
     """
     for item in overrides:
         if '=' not in item:
@@ -53,7 +55,8 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[st
         parts = key.split('.')
         node = config
         for depth, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
+            last = depth == len(parts) - 1
+            if not isinstance(node, dict) or (part not in node and not last):
                 raise ValueError(f"override '{item}': unknown key "
                                  f"'{'.'.join(parts[:depth + 1])}'")
             if depth == len(parts) - 1:
@@ -61,6 +64,11 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[st
             else:
                 node = node[part]
     return config
+
+
+def override_keys(overrides: Iterable[str]) -> List[str]:
+    """The key paths that `key.sub=value` overrides set."""
+    return [item.split('=', 1)[0] for item in overrides]
 
 
 def require(config: Dict[str, Any], key: str, source: str = 'config') -> Any:

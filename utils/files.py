@@ -1,5 +1,6 @@
 """Atomic file writes: an output file appears only when it is complete."""
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator, Optional
@@ -19,10 +20,15 @@ def atomic_path(path: str, suffix: Optional[str] = None) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        # mkstemp makes the file private (0600): a replaced file keeps its permissions, a new
+        # one gets those a plain open() would give.
+        if os.path.exists(path):
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

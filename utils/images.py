@@ -1,17 +1,25 @@
-"""Image files for the demo: 8- and 16-bit, grayscale or colour, with or without alpha."""
+"""Reading images as every viewer shows them: EXIF orientation applied; 8-bit, 16-bit and
+float samples scaled to [0, 1]; grayscale or colour, with or without alpha."""
 import os
-from typing import NamedTuple, Optional
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
-import png  # pypng: 16-bit colour PNG, which Pillow reads and writes at 8 bits only
+import png  # pypng: 16-bit colour PNG, which Pillow reads at 8 bits only
+import tifffile  # 16-bit and float TIFF, which Pillow reads partly or not at all
 from PIL import Image, UnidentifiedImageError
 
-from .files import atomic_path
+from .units import format_bytes
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # Byte offset of the bit depth in a PNG file: signature (8), chunk length and type (8),
 # width and height (8).
 PNG_BIT_DEPTH_OFFSET = 24
+TIFF_EXTENSIONS = ('.tif', '.tiff')
+EXIF_ORIENTATION = 0x0112
+# Decoded bytes per input pixel the caller holds at most: the file's samples (up to 8 bytes)
+# and three float32 copies of RGB (the array, the tensor and its normalised copy).
+BYTES_PER_INPUT_PIXEL = 8 + 3 * 3 * 4
 
 
 class ImageData(NamedTuple):
@@ -20,12 +28,33 @@ class ImageData(NamedTuple):
     rgb: (h, w, 3) float32 in [0, 1] (grayscale repeated on the three channels).
     alpha: (h, w) float32 in [0, 1], or None.
     gray: the file was grayscale.
-    bits: 8 or 16, the sample depth of the file.
+    bits: 8, or 16 for 16-bit and floating-point files (the depth an output keeps).
+    icc: the file's ICC profile (bytes), or None; outputs are written without one.
     """
     rgb: np.ndarray
     alpha: Optional[np.ndarray]
     gray: bool
     bits: int
+    icc: Optional[bytes] = None
+
+
+def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """(h, w, ...) array as shown by a viewer that applies EXIF orientation 1-8 (the same
+    transposition as PIL.ImageOps.exif_transpose)."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a.swapaxes(0, 1)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(ops[orientation](arr)) if orientation in ops else arr
+
+
+def _split(arr: np.ndarray, gray: bool, has_alpha: bool, bits: int, scale: float,
+           orientation: int = 1, icc: Optional[bytes] = None) -> ImageData:
+    """(h, w, planes) samples / scale -> ImageData, oriented."""
+    arr = orient(np.clip(arr.astype(np.float32) / scale, 0, 1), orientation)
+    colour = arr[..., :1 if gray else 3]
+    rgb = np.repeat(colour, 3, axis=2) if gray else colour
+    return ImageData(np.ascontiguousarray(rgb), arr[..., -1] if has_alpha else None, gray, bits,
+                     icc)
 
 
 def _png_bit_depth(path: str) -> Optional[int]:
@@ -36,79 +65,113 @@ def _png_bit_depth(path: str) -> Optional[int]:
     return head[PNG_BIT_DEPTH_OFFSET]
 
 
-def _split(arr: np.ndarray, gray: bool, has_alpha: bool, bits: int) -> ImageData:
-    """(h, w, planes) integer array -> ImageData."""
-    arr = arr.astype(np.float32) / (2 ** bits - 1)
-    colour = arr[..., :1 if gray else 3]
-    rgb = np.repeat(colour, 3, axis=2) if gray else colour
-    return ImageData(np.ascontiguousarray(rgb), arr[..., -1] if has_alpha else None, gray, bits)
+def _read_tiff(path: str) -> ImageData:
+    """TIFF of uint8, uint16 or float samples (floats taken as [0, 1]), 1-4 planes."""
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        arr = page.asarray()
+        tag = page.tags.get('Orientation')
+        icc = page.tags.get('InterColorProfile')
+    orientation = int(tag.value) if tag is not None else 1
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"a TIFF of shape {arr.shape} (expected h x w with 1-4 samples)")
+    if arr.dtype == np.uint8:
+        bits, scale = 8, 255
+    elif arr.dtype == np.uint16:
+        bits, scale = 16, 65535
+    elif arr.dtype.kind == 'f':
+        bits, scale = 16, 1
+        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+    else:
+        raise ValueError(f"TIFF samples of type {arr.dtype} (expected uint8, uint16 or float)")
+    planes = arr.shape[2]
+    return _split(arr, planes <= 2, planes in (2, 4), bits, scale, orientation,
+                  icc.value if icc is not None else None)
 
 
-def read_image(path: str) -> ImageData:
-    """Reads PNG, JPEG, BMP, TIFF or WebP; 16-bit PNGs keep their 16 bits.
+@contextmanager
+def _pixel_limit(limit: Optional[int]) -> Iterator[None]:
+    """Pillow's decompression-bomb limit replaced by our own size check while reading."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = limit
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(h, w) of an image file as stored, read from its header only."""
+    if path.lower().endswith(TIFF_EXTENSIONS):
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.pages[0].shape
+        return shape[0], shape[1]
+    with _pixel_limit(None), Image.open(path) as img:
+        return img.height, img.width
+
+
+def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
+    """Reads PNG, JPEG, BMP, TIFF or WebP as a viewer shows it (EXIF orientation applied).
+    16-bit PNG and TIFF keep 16 bits; float TIFF samples are taken as [0, 1].
+
+    Args:
+        max_bytes: refuse an image whose decoded copies (BYTES_PER_INPUT_PIXEL per pixel)
+            would take more memory than this; checked from the header, before decoding.
+            None: no limit of ours (Pillow's decompression-bomb check is then replaced too).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a readable image (names the file).
+        ValueError: not a readable image, or too large (names the file).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"input not found: {path}")
     try:
-        if _png_bit_depth(path) == 16:
-            width, height, rows, info = png.Reader(filename=path).asDirect()
-            planes = info['planes']
-            arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
-            arr = arr.reshape(height, width, planes)
-            return _split(arr, info['greyscale'], info['alpha'], 16)
-        with Image.open(path) as img:
+        h, w = image_size(path)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            tifffile.TiffFileError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+    if max_bytes is not None and h * w * BYTES_PER_INPUT_PIXEL > max_bytes:
+        raise ValueError(f"input {path} is {w}x{h}: decoding it needs "
+                         f"{format_bytes(h * w * BYTES_PER_INPUT_PIXEL)}, above the "
+                         f"{format_bytes(max_bytes)} memory limit (--max-memory)")
+    try:
+        if path.lower().endswith(TIFF_EXTENSIONS):
+            return _read_tiff(path)
+        with _pixel_limit(None), Image.open(path) as img:
+            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+            icc = img.info.get('icc_profile')
+            if _png_bit_depth(path) == 16:
+                width, height, rows, info = png.Reader(filename=path).asDirect()
+                arr = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows])
+                arr = arr.reshape(height, width, info['planes'])
+                return _split(arr, info['greyscale'], info['alpha'], 16, 65535, orientation, icc)
             img.load()
-            if img.mode in ('I', 'I;16', 'I;16B', 'I;16L'):  # 16-bit grayscale (e.g. TIFF)
+            if img.mode in ('I', 'I;16', 'I;16B', 'I;16L'):  # 16-bit grayscale
                 arr = np.asarray(img).astype(np.int64).clip(0, 65535)[..., None]
-                return _split(arr, True, False, 16)
+                return _split(arr, True, False, 16, 65535, orientation, icc)
+            if img.mode == 'F':
+                return _split(np.asarray(img)[..., None], True, False, 16, 1, orientation, icc)
             gray = img.mode in ('1', 'L', 'LA')
             has_alpha = img.mode in ('RGBA', 'LA', 'PA', 'RGBa') or 'transparency' in img.info
             arr = np.asarray(img.convert('LA' if gray else 'RGBA'))
-        return _split(arr, gray, has_alpha, 8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, png.Error) as e:
+        return _split(arr, gray, has_alpha, 8, 255, orientation, icc)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, png.Error,
+            tifffile.TiffFileError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
 
 
-def resize_alpha(alpha: np.ndarray, size) -> np.ndarray:
-    """(h, w) alpha in [0, 1] -> (H, W), PIL bicubic on float32, clamped to [0, 1]."""
-    H, W = size
-    out = Image.fromarray(alpha.astype(np.float32), 'F').resize((W, H), Image.BICUBIC)
-    return np.clip(np.asarray(out), 0, 1)
+def resize_alpha(alpha: np.ndarray, size: Tuple[int, int],
+                 rows: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """(h, w) alpha in [0, 1] -> (H, W), PIL bicubic on float32, clamped to [0, 1].
 
-
-def output_format(path: str) -> str:
-    """PIL format name for the file's extension (e.g. 'PNG'), or ValueError."""
-    ext = os.path.splitext(path)[1].lower()
-    formats = Image.registered_extensions()
-    if ext not in formats:
-        raise ValueError(f"unknown output extension '{ext or path}'; use .png, .jpg, .bmp, "
-                         ".tif or .webp")
-    return formats[ext]
-
-
-def write_image(path: str, samples: np.ndarray, bits: int) -> None:
-    """Writes (H, W, planes) integer samples (1: gray, 2: gray+alpha, 3: RGB, 4: RGBA).
-
-    The file appears only when complete (written beside it, then renamed). 16-bit samples
-    need a .png path. Formats without alpha (JPEG, BMP) drop the alpha plane.
+    rows: only output rows [r0, r1) of the (H, W) result, (r1 - r0, W).
     """
-    fmt = output_format(path)
-    planes = samples.shape[2]
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        if bits == 16:
-            if fmt != 'PNG':
-                raise ValueError(f'16-bit output needs a .png file, got {path}')
-            H, W = samples.shape[:2]
-            writer = png.Writer(W, H, greyscale=planes <= 2, alpha=planes in (2, 4),
-                                bitdepth=16)
-            writer.write_array(f, samples.astype(np.uint16).reshape(-1))
-        else:
-            if fmt in ('JPEG', 'BMP') and planes in (2, 4):
-                samples = samples[..., :planes - 1]
-            img = Image.fromarray(samples.astype(np.uint8).squeeze(2) if samples.shape[2] == 1
-                                  else samples.astype(np.uint8))
-            img.save(f, format=fmt)
+    H, W = size
+    h, w = alpha.shape
+    r0, r1 = rows or (0, H)
+    box = (0, r0 * h / H, w, r1 * h / H)
+    out = Image.fromarray(alpha.astype(np.float32), 'F').resize((W, r1 - r0), Image.BICUBIC,
+                                                                box=box)
+    return np.clip(np.asarray(out), 0, 1)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from utils.images import write_image
+from utils.image_writer import write_image
 from .tiles import (MAX_REGION_PIXELS, MAX_SCALE, TILE, Pane, TileCache, level_size,
                     png_bytes, region_pixels, region_psnr, tile_pixels)
 
