@@ -1,24 +1,66 @@
-"""Shared fixtures: the repo on sys.path, and ../shared (reference data) located."""
+"""Shared fixtures: the repo on sys.path, and where the ground truth and data are found.
+
+Reference vectors and tiny checkpoints: ../shared/reference when present (the full set),
+else the compact copy in tests/reference (see scripts/make_test_reference.py). The official
+checkpoint: ../shared/pretrained, else pretrained/ (fetched by scripts/setup.sh). Benchmark
+images: $LIIF_DATA_ROOT, then ./load, then ../shared/data. What is missing fails the test in
+CI and skips it elsewhere, with one line saying how to get it.
+"""
+import gzip
+import json
 import os
 import sys
+from typing import Any, List
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('LIIF_SHARED', os.path.join(os.path.dirname(REPO), 'shared'))
+LOCAL_REFERENCE = os.path.join(REPO, 'tests', 'reference')
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+HOW_TO_GET = {
+    'data': 'benchmark images: set LIIF_DATA_ROOT, or run python scripts/download_data.py '
+            '--only benchmark (into ./load)',
+    'pretrained': 'the official checkpoint: run bash scripts/setup.sh',
+    'reference': 'reference vectors: tests/reference is part of the repository',
+}
 
-def shared_path(*parts: str) -> str:
-    """Path under ../shared; fails in CI when missing, skips elsewhere."""
-    path = os.path.join(SHARED, *parts)
-    if not os.path.exists(path):
-        message = f"reference data missing: {path}"
-        if os.environ.get('CI'):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+
+def data_roots() -> List[str]:
+    roots = [os.environ.get('LIIF_DATA_ROOT'), os.path.join(REPO, 'load'),
+             os.path.join(SHARED, 'data')]
+    return [r for r in roots if r]
+
+
+def candidates(kind: str, rest: List[str]) -> List[str]:
+    if kind == 'data':
+        return [os.path.join(root, *rest) for root in data_roots()]
+    if kind == 'pretrained':
+        return [os.path.join(SHARED, 'pretrained', *rest), os.path.join(REPO, 'pretrained', *rest)]
+    if kind == 'reference':
+        local = os.path.join(LOCAL_REFERENCE, *rest)
+        return [os.path.join(SHARED, 'reference', *rest), local, local + '.gz']
+    return [os.path.join(SHARED, kind, *rest)]
+
+
+def shared_path(kind: str, *rest: str) -> str:
+    """The first place that has `rest` under `kind` ('data', 'pretrained' or 'reference');
+    fails in CI when none has it, skips elsewhere."""
+    for path in candidates(kind, list(rest)):
+        if os.path.exists(path):
+            return path
+    message = f"not found: {os.path.join(kind, *rest)}; {HOW_TO_GET.get(kind, 'see ../shared')}"
+    if os.environ.get('CI'):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def load_json(path: str) -> Any:
+    """A JSON file, gzipped or not."""
+    with (gzip.open(path, 'rt') if path.endswith('.gz') else open(path)) as f:
+        return json.load(f)
 
 
 @pytest.fixture
@@ -27,9 +69,9 @@ def official_checkpoint() -> str:
 
 
 def shared_params(load, n_args: int = 1):
-    """Parametrize values that `load` reads from ../shared at collection time. Without the
-    data: in CI a failure, elsewhere one placeholder test that is skipped with the reason
-    (collection itself never stops)."""
+    """Parametrize values that `load` reads at collection time. Without the data: in CI a
+    failure, elsewhere one placeholder test that is skipped with the reason (collection
+    itself never stops)."""
     try:
         return load()
     except pytest.skip.Exception as e:

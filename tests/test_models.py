@@ -1,12 +1,11 @@
 """Models against the official code: reference outputs, state-dict layouts, registry errors."""
-import json
 
 import numpy as np
 import pytest
 import torch
 
 import models
-from conftest import shared_params, shared_path
+from conftest import load_json, shared_params, shared_path
 from inference import predict
 from utils import load_checkpoint
 
@@ -14,8 +13,7 @@ VECTOR_TOLERANCE = 1e-5
 
 
 def vector_cases():
-    with open(shared_path('reference', 'vectors', 'index.json')) as f:
-        return [case['name'] for case in json.load(f)]
+    return [case['name'] for case in load_json(shared_path('reference', 'vectors', 'index.json'))]
 
 
 def checkpoint_of(case: str) -> str:
@@ -32,8 +30,7 @@ def load_case(case: str):
 
 
 def layouts():
-    with open(shared_path('reference', 'official_layouts.json')) as f:
-        return sorted(json.load(f).items())
+    return sorted(load_json(shared_path('reference', 'official_layouts.json')).items())
 
 
 def test_every_reference_case_is_tested():

@@ -1,6 +1,5 @@
 """LTE, lte-fast, SwinIR and SRNO against the official code: reference vectors, fast path,
 state-dict layouts, the official test scripts' PSNRs, and errors."""
-import json
 
 import numpy as np
 import pytest
@@ -8,7 +7,7 @@ import torch
 
 import models
 import test as test_script
-from conftest import shared_params, shared_path
+from conftest import load_json, shared_params, shared_path
 from inference import predict
 from test_models import assert_builds_layout
 from utils import load_checkpoint
@@ -24,8 +23,7 @@ def platform(*parts):
 
 
 def cases():
-    with open(platform('index.json')) as f:
-        return {case['name']: case for case in json.load(f)}
+    return {case['name']: case for case in load_json(platform('index.json'))}
 
 
 def load_case(name):
@@ -44,7 +42,8 @@ def test_outputs_match_official_platform_vectors(name):
     model, d = load_case(name)
     with torch.no_grad():
         if 'feat' in d:  # the encoder alone, padded to the window and not cropped back
-            out, expected = model.encoder(d['inp']), d['feat']
+            expected = d['feat']  # the compact copy keeps the first channels
+            out = model.encoder(d['inp'])[:, :expected.shape[1]]
         elif name.endswith('_rows20'):  # SRNO's batched_predict: 20 rows per call
             model.gen_feat(d['inp'])
             rows = d['coord'].shape[1]
@@ -93,8 +92,8 @@ def test_swinir_liif_fast_path_matches_official():
 def layouts():
     out = []
     for family in ('lte', 'srno'):
-        with open(platform(f'layouts-{family}.json')) as f:
-            out += [(f'{family}/{k}', v) for k, v in sorted(json.load(f).items())]
+        out += [(f'{family}/{k}', v)
+                for k, v in sorted(load_json(platform(f'layouts-{family}.json')).items())]
     return out
 
 
