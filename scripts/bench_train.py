@@ -35,11 +35,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps (default: 2)')
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path (default: %(default)s)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision (float16 autocast + grad scaling), CUDA only')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. train_dataset.batch_size=4')
     args = parser.parse_args(argv)
     config = apply_overrides(load_config(args.config), args.overrides)
     device = resolve_device(args.device)
+    if args.amp and device.type != 'cuda':
+        print('error: --amp needs a CUDA device', file=sys.stderr)
+        return 2
+    scaler = torch.amp.GradScaler('cuda') if args.amp else None
     spec = require(config, 'train_dataset', args.config)
     wrapper = spec['wrapper']['args']
     batch_size, inp_size = spec['batch_size'], wrapper['inp_size']
@@ -57,13 +63,13 @@ def main(argv: Optional[List[str]] = None) -> int:
              'cell': torch.full((batch_size, sample_q, 2), 2 / (inp_size * 2), device=device),
              'gt': torch.rand(batch_size, sample_q, 3, device=device)}
     for _ in range(args.warmup):
-        train_step(model, batch, optimizer, norms, args.impl)
+        train_step(model, batch, optimizer, norms, args.impl, scaler)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(args.steps):
-        train_step(model, batch, optimizer, norms, args.impl)
+        train_step(model, batch, optimizer, norms, args.impl, scaler)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -73,7 +79,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (process RSS)'
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f'config: {args.config}\nmodel: {config["model"]["name"]}, {n_params:.2f}M parameters; '
-          f'batch {batch_size} x {inp_size}x{inp_size} LR, {sample_q} queries; impl {args.impl}\n'
+          f'batch {batch_size} x {inp_size}x{inp_size} LR, {sample_q} queries; impl {args.impl}'
+          f'{", amp" if args.amp else ""}\n'
           f'device: {device}, threads: {torch.get_num_threads()}\n'
           f'iterations/s: {args.steps / seconds:.3f} ({seconds / args.steps:.3f} s each)\n'
           f'peak memory: {peak}')

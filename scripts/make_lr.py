@@ -2,7 +2,8 @@
 
 Writes OUT/X{s}/<name>x{s}.png = imresize(modcrop(HR, s), 1/s, 'bicubic') for each scale,
 which is how the DIV2K and benchmark LR_bicubic files were made, so that a user with only
-HR images can run the x2-x4 benchmark protocol.
+HR images can run the x2-x4 benchmark protocol. Images are read as a viewer shows them (EXIF
+orientation applied); 16-bit images give 16-bit LR files, grayscale gives grayscale.
 
 Example:
   python scripts/make_lr.py --hr load/benchmark/Set5/HR --out load/benchmark/Set5/LR_bicubic \\
@@ -14,12 +15,12 @@ import sys
 from typing import List, Optional
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.image_folder import list_images  # noqa: E402
-from utils.files import atomic_path  # noqa: E402
+from utils.image_writer import write_image  # noqa: E402
+from utils.images import read_image  # noqa: E402
 from utils.matlab_resize import imresize_down, modcrop  # noqa: E402
 
 
@@ -29,14 +30,10 @@ def make_lr(hr_dir: str, out_dir: str, scales: List[int], overwrite: bool = Fals
     names = list_images(hr_dir)
     written = 0
     for name in tqdm(names, desc='make_lr', disable=quiet):
-        path = os.path.join(hr_dir, name)
-        try:
-            with Image.open(path) as img:
-                hr = np.asarray(img.convert('RGB') if img.mode not in ('L', 'RGB') else img)
-        except OSError as e:
-            raise ValueError(f"cannot read image {path}: {e}") from None
-        if hr.ndim == 2:
-            hr = hr[..., None]
+        image = read_image(os.path.join(hr_dir, name))  # oriented, 8 or 16 bits, [0, 1]
+        levels = 2 ** image.bits - 1
+        colour = image.rgb[..., :1] if image.gray else image.rgb
+        hr = np.round(colour * levels).astype(np.uint16 if image.bits == 16 else np.uint8)
         stem = os.path.splitext(name)[0]
         for s in scales:
             folder = os.path.join(out_dir, f'X{s}')
@@ -44,9 +41,7 @@ def make_lr(hr_dir: str, out_dir: str, scales: List[int], overwrite: bool = Fals
             if os.path.exists(target) and not overwrite:
                 continue
             os.makedirs(folder, exist_ok=True)
-            lr = imresize_down(modcrop(hr, s), s)
-            with atomic_path(target) as tmp:
-                Image.fromarray(lr[..., 0] if lr.shape[2] == 1 else lr).save(tmp)
+            write_image(target, imresize_down(modcrop(hr, s), s), image.bits)
             written += 1
     return written
 
@@ -64,9 +59,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if any(s < 2 for s in args.scales):
         print(f"error: scales must be integers >= 2, got {args.scales}", file=sys.stderr)
         return 2
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        print(f"error: --out {args.out} is a file, not a folder", file=sys.stderr)
+        return 2
     try:
         n = make_lr(args.hr, args.out, args.scales, args.overwrite, args.quiet)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {n} LR images under {args.out}")

@@ -20,6 +20,21 @@ LOCAL_REFERENCE = os.path.join(REPO, 'tests', 'reference')
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+# The device of the device-parametrised tests (the reference-vector tests): the CPU, or what
+# LIIF_TEST_DEVICE names (scripts/check_gpu.sh sets cuda). TF32 is off there: the vectors are
+# compared at 1e-5.
+TEST_DEVICE_NAME = os.environ.get('LIIF_TEST_DEVICE', 'cpu')
+
+
+def vector_device():
+    import torch
+    device = torch.device(TEST_DEVICE_NAME)
+    if device.type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return device
+
+
 HOW_TO_GET = {
     'data': 'benchmark images: set LIIF_DATA_ROOT, or run python scripts/download_data.py '
             '--only benchmark (into ./load)',

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import models
-from conftest import load_json, shared_params, shared_path
+from conftest import load_json, shared_params, shared_path, vector_device
 from inference import predict
 from utils import load_checkpoint
 
@@ -26,7 +26,8 @@ def checkpoint_of(case: str) -> str:
 def load_case(case: str):
     data = np.load(shared_path('reference', 'vectors', f'{case}.npz'))
     model = models.make(load_checkpoint(checkpoint_of(case))['model'], load_sd=True).eval()
-    return model, {k: torch.from_numpy(data[k]) for k in data.files}
+    device = vector_device()
+    return model.to(device), {k: torch.from_numpy(data[k]).to(device) for k in data.files}
 
 
 def layouts():

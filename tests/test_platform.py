@@ -7,7 +7,7 @@ import torch
 
 import models
 import test as test_script
-from conftest import load_json, shared_params, shared_path
+from conftest import load_json, shared_params, shared_path, vector_device
 from inference import predict
 from test_models import assert_builds_layout
 from utils import load_checkpoint
@@ -30,7 +30,8 @@ def load_case(name):
     case = cases()[name]
     data = np.load(platform(f'{name}.npz'))
     model = models.make(load_checkpoint(platform(case['checkpoint']))['model'], load_sd=True)
-    return model.eval(), {k: torch.from_numpy(data[k]) for k in data.files}
+    device = vector_device()
+    return model.eval().to(device), {k: torch.from_numpy(data[k]).to(device) for k in data.files}
 
 
 def test_every_platform_case_is_tested():

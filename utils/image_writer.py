@@ -40,6 +40,8 @@ FORMATS = {
 
 def output_format(path: str) -> Format:
     """The Format of an output file's extension, or ValueError naming the allowed ones."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise ValueError(f"output {path} is a folder, not a file")
     ext = os.path.splitext(path)[1].lower()
     if ext not in FORMATS:
         raise ValueError(f"cannot write '{ext or os.path.basename(path)}' images ({path}); "
@@ -83,8 +85,6 @@ def check_output(path: str, size: Tuple[int, int], planes: int, bits: int,
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"output folder does not exist: {folder}")
-    if os.path.isdir(path):
-        raise ValueError(f"output is a folder, not a file: {path}")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"output folder is not writable: {folder}")
     if fmt.name == 'TIFF':

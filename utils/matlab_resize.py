@@ -1,8 +1,9 @@
-"""MATLAB `imresize(img, 1/s, 'bicubic')` for uint8 images, as the EDSR benchmark LR files use.
+"""MATLAB `imresize(img, 1/s, 'bicubic')` for uint8 and uint16 images, as the EDSR benchmark LR
+files use.
 
 MATLAB's bicubic is Keys' kernel with a = -0.5; when shrinking it is stretched by the scale
-(antialiasing), borders are mirrored symmetrically, and for uint8 input each 1-D pass is
-rounded to uint8 (half away from zero). Dimensions are resized height first.
+(antialiasing), borders are mirrored symmetrically, and for integer input each 1-D pass is
+rounded to the input's type (half away from zero). Dimensions are resized height first.
 """
 import math
 
@@ -41,22 +42,28 @@ def resize_weights(in_size: int, out_size: int, scale: float) -> np.ndarray:
     return matrix
 
 
+def round_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """MATLAB's conversion to an unsigned integer type: clamp, then round half away from zero."""
+    return np.floor(np.clip(x, 0, np.iinfo(dtype).max) + 0.5).astype(dtype)
+
+
 def round_uint8(x: np.ndarray) -> np.ndarray:
-    """MATLAB's conversion to uint8: clamp, then round half away from zero."""
-    return np.floor(np.clip(x, 0, 255) + 0.5).astype(np.uint8)
+    return round_to(x, np.dtype(np.uint8))
 
 
 def imresize_down(img: np.ndarray, s: int) -> np.ndarray:
-    """MATLAB imresize(img, 1/s, 'bicubic') of an (H, W, C) uint8 image whose H and W are
-    multiples of s (modcrop first). Returns (H/s, W/s, C) uint8."""
+    """MATLAB imresize(img, 1/s, 'bicubic') of an (H, W, C) uint8 or uint16 image whose H and
+    W are multiples of s (modcrop first). Returns (H/s, W/s, C) of the same type."""
     H, W = img.shape[:2]
     if H % s or W % s:
         raise ValueError(f"image {H}x{W} is not a multiple of the scale {s}; modcrop it first")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"imresize_down takes uint8 or uint16 images, got {img.dtype}")
     out = img.astype(np.float64)
     rows = resize_weights(H, H // s, 1 / s)
-    out = round_uint8(np.einsum('oh,hwc->owc', rows, out)).astype(np.float64)
+    out = round_to(np.einsum('oh,hwc->owc', rows, out), img.dtype).astype(np.float64)
     cols = resize_weights(W, W // s, 1 / s)
-    return round_uint8(np.einsum('ow,hwc->hoc', cols, out))
+    return round_to(np.einsum('ow,hwc->hoc', cols, out), img.dtype)
 
 
 def modcrop(img: np.ndarray, s: int) -> np.ndarray:

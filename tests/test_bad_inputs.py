@@ -1,0 +1,333 @@
+"""Bad input across demo.py, test.py, train_liif.py and the scripts (the README's "Bad input"
+table, printed from CASES by `python tests/test_bad_inputs.py`): each gives one `error:` line
+and exit status 2, with no traceback, and leaves every file as it was (no partial output, no
+temporary file, no rewritten config, no changed permissions)."""
+import copy
+import os
+import struct
+import sys
+import zlib
+from typing import Callable, List, NamedTuple
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import shared_path  # noqa: E402
+
+
+class Case(NamedTuple):
+    script: str
+    what: str
+    argv: Callable[['Workspace'], List[str]]
+    message: str  # a substring of the error line
+
+
+class Workspace:
+    """Small inputs in a temporary folder, made on demand."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def image(self, name: str = 'in.png', h: int = 8, w: int = 8) -> str:
+        rng = np.random.default_rng(0)
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(self.path(name))
+        return self.path(name)
+
+    def text(self, name: str) -> str:
+        with open(self.path(name), 'w') as f:
+            f.write('not what it should be')
+        return self.path(name)
+
+    def folder_with_image(self, name: str) -> str:
+        os.makedirs(self.path(name), exist_ok=True)
+        self.image(f'{name}/a.png', 16, 16)
+        return self.path(name)
+
+    def png_header(self, name: str, w: int, h: int) -> str:
+        """A PNG whose header says w x h (no pixel data): size checks must come first."""
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return (struct.pack('>I', len(body)) + kind + body
+                    + struct.pack('>I', zlib.crc32(kind + body)))
+        data = (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))
+                + chunk(b'IDAT', zlib.compress(b'\0' * 64)) + chunk(b'IEND', b''))
+        with open(self.path(name), 'wb') as f:
+            f.write(data)
+        return self.path(name)
+
+    def checkpoint(self, mutate: Callable[[dict], None], name: str = 'ckpt.pth') -> str:
+        ckpt = torch.load(shared_path('reference', 'vectors', 'tiny_liif.pth'),
+                          map_location='cpu', weights_only=True)
+        mutate(ckpt)
+        torch.save(ckpt, self.path(name))
+        return self.path(name)
+
+    def tiny(self) -> str:
+        return shared_path('reference', 'vectors', 'tiny_liif.pth')
+
+    def test_config(self, mutate: Callable[[dict], None] = lambda c: None, lr_size: int = 8,
+                    hr_size: int = 32) -> str:
+        os.makedirs(self.path('lr'), exist_ok=True)
+        os.makedirs(self.path('hr'), exist_ok=True)
+        self.image('lr/ax4.png', lr_size, lr_size)
+        self.image('hr/a.png', hr_size, hr_size)
+        config = {'test_dataset': {
+            'dataset': {'name': 'paired-image-folders', 'args': {
+                'root_path_1': self.path('lr'), 'root_path_2': self.path('hr')}},
+            'wrapper': {'name': 'sr-implicit-paired', 'args': {}}, 'batch_size': 1},
+            'data_norm': {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}},
+            'eval_type': 'benchmark-4', 'eval_bsize': 30000}
+        mutate(config)
+        with open(self.path('test.yaml'), 'w') as f:
+            yaml.safe_dump(config, f)
+        return self.path('test.yaml')
+
+    def train_config(self, mutate: Callable[[dict], None] = lambda c: None,
+                     name: str = 'train.yaml') -> str:
+        os.makedirs(self.path('train'), exist_ok=True)
+        for i in range(2):
+            self.image(f'train/{i}.png', 24, 24)
+        wrapper = {'name': 'sr-implicit-downsampled', 'args': {
+            'inp_size': 8, 'scale_max': 3, 'sample_q': 16}}
+        config = {
+            'train_dataset': {'dataset': {'name': 'image-folder', 'args': {
+                'root_path': self.path('train')}}, 'wrapper': wrapper, 'batch_size': 2},
+            'model': {'name': 'liif', 'args': {
+                'encoder_spec': {'name': 'edsr-baseline', 'args': {
+                    'n_resblocks': 1, 'n_feats': 8, 'no_upsampling': True}},
+                'imnet_spec': {'name': 'mlp', 'args': {'out_dim': 3, 'hidden_list': [16]}}}},
+            'optimizer': {'name': 'adam', 'args': {'lr': 1e-3}},
+            'epoch_max': 1, 'multi_step_lr': {'milestones': [1], 'gamma': 0.5}}
+        mutate(config)
+        with open(self.path(name), 'w') as f:
+            yaml.safe_dump(config, f)
+        return self.path(name)
+
+    def trained_run(self) -> str:
+        """A finished one-epoch run in save/train; returns its config."""
+        import train_liif
+        config = self.train_config()
+        assert train_liif.main(['--config', config, '--save-dir', self.path('save'),
+                                '--device', 'cpu', '--quiet']) == 0
+        return config
+
+
+def demo(w: Workspace, *argv: str) -> List[str]:
+    given = dict(zip(argv[::2], argv[1::2]))
+    defaults = {'--input': lambda: w.image(), '--output': lambda: w.path('out.png'),
+                '--model': w.tiny}
+    return list(argv) + [x for flag, make in defaults.items() if flag not in given
+                         for x in (flag, make())] + ['--quiet']
+
+
+def evaluate(w: Workspace, config: str, *argv: str) -> List[str]:
+    given = dict(zip(argv[::2], argv[1::2]))
+    return ['--config', config, '--model', given.get('--model', w.tiny()), '--device', 'cpu',
+            '--quiet'] + [a for a in argv if a not in ('--model', given.get('--model'))]
+
+
+def train(w: Workspace, config: str, *argv: str) -> List[str]:
+    return ['--config', config, '--save-dir', w.path('save'), '--device', 'cpu',
+            '--quiet', *argv]
+
+
+def set_arg(path: str, value):
+    """A config mutation setting the dotted `path` to `value`."""
+    def mutate(config):
+        node = config
+        keys = path.split('.')
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    return mutate
+
+
+def resized_lr(config):
+    Image.open(config['test_dataset']['dataset']['args']['root_path_1'] + '/ax4.png').resize(
+        (7, 7)).save(config['test_dataset']['dataset']['args']['root_path_1'] + '/ax4.png')
+
+
+CASES = [
+    # demo.py
+    Case('demo.py', 'output path is the input file',
+         lambda w: demo(w, '--input', w.image(), '--output', w.image()), 'is the input file'),
+    Case('demo.py', 'output path is a folder',
+         lambda w: demo(w, '--output', w.path('')), 'is a folder, not a file'),
+    Case('demo.py', 'output .psd (a format PIL cannot write)',
+         lambda w: demo(w, '--output', w.path('out.psd')), "cannot write '.psd' images"),
+    Case('demo.py', 'output .ico (capped at 256x256)',
+         lambda w: demo(w, '--output', w.path('out.ico')), "cannot write '.ico' images"),
+    Case('demo.py', 'JPEG wider than 65535',
+         lambda w: demo(w, '--resolution', '100,70000', '--output', w.path('o.jpg')),
+         'JPEG images are at most 65535 pixels a side'),
+    Case('demo.py', 'WebP wider than 16383',
+         lambda w: demo(w, '--resolution', '20,20000', '--output', w.path('o.webp')),
+         'WEBP images are at most 16383 pixels a side'),
+    Case('demo.py', 'JPEG (encoded in memory) above --max-memory',
+         lambda w: demo(w, '--resolution', '4000,4000', '--output', w.path('o.jpg'),
+                        '--max-memory', '20MB'), 'is encoded from memory'),
+    Case('demo.py', '15000x15000 input above --max-memory (checked from the header)',
+         lambda w: demo(w, '--input', w.png_header('big.png', 15000, 15000),
+                        '--max-memory', '1GB'), 'decoding it needs'),
+    Case('demo.py', 'input that is not an image',
+         lambda w: demo(w, '--input', w.checkpoint(lambda c: None, 'x.png')),
+         'cannot read image'),
+    Case('demo.py', 'checkpoint with NaN weights',
+         lambda w: demo(w, '--model', w.checkpoint(
+             lambda c: c['model']['sd']['encoder.head.0.weight'].fill_(float('nan')))),
+         'holds NaN or infinite values'),
+    Case('demo.py', 'checkpoint whose args ask for 1e9 residual blocks',
+         lambda w: demo(w, '--model', w.checkpoint(set_arg(
+             'model.args.encoder_spec.args.n_resblocks', 10 ** 9))), 'build more than'),
+    Case('demo.py', "checkpoint with 'sd: None'",
+         lambda w: demo(w, '--model', w.checkpoint(set_arg('model.sd', None))),
+         'model.sd: expected a mapping of tensors, got null'),
+    Case('demo.py', 'checkpoint with a string where a number belongs',
+         lambda w: demo(w, '--model', w.checkpoint(set_arg(
+             'model.args.encoder_spec.args.n_feats', '8'))),
+         "n_feats: expected an integer (>= 1), got '8'"),
+    Case('demo.py', 'checkpoint of an unknown model',
+         lambda w: demo(w, '--model', w.checkpoint(set_arg('model.name', 'liff'))),
+         "unknown model 'liff'"),
+    Case('demo.py', '--resolution 10x10',
+         lambda w: demo(w, '--resolution', '10x10'), '--resolution must be H,W'),
+    Case('demo.py', '--scale abc', lambda w: demo(w, '--scale', 'abc'),
+         '--scale must be a number'),
+    Case('demo.py', '--chunk-size 0', lambda w: demo(w, '--chunk-size', '0'),
+         '--chunk-size must be >= 1'),
+    Case('demo.py', '--max-memory 1B', lambda w: demo(w, '--max-memory', '1B'),
+         'above the 1 B memory limit'),
+    Case('demo.py', '--device cuda:99', lambda w: demo(w, '--device', 'cuda:99'),
+         "'cuda:99' asked for"),
+    # test.py
+    Case('test.py', 'typo in an optional key (eval_tpye)',
+         lambda w: evaluate(w, w.test_config(lambda c: c.update(eval_tpye=c.pop('eval_type')))),
+         'eval_tpye: unknown key; allowed here: data_norm, eval_bsize, eval_type, test_dataset'),
+    Case('test.py', 'typo in an optional key (data_nrom)',
+         lambda w: evaluate(w, w.test_config(lambda c: c.update(data_nrom=c.pop('data_norm')))),
+         'data_nrom: unknown key'),
+    Case('test.py', 'typo given with --set',
+         lambda w: evaluate(w, w.test_config(), '--set', 'eval_tpye=benchmark-4'),
+         'eval_tpye: unknown key; allowed here: data_norm, eval_bsize, eval_type, test_dataset '
+         '(set by --set)'),
+    Case('test.py', 'eval_bsize: abc', lambda w: evaluate(w, w.test_config(
+        set_arg('eval_bsize', 'abc'))), "eval_bsize: expected an integer (>= 1), got 'abc'"),
+    Case('test.py', 'eval_bsize: 1.5', lambda w: evaluate(w, w.test_config(
+        set_arg('eval_bsize', 1.5))), 'eval_bsize: expected an integer (>= 1), got 1.5'),
+    Case('test.py', 'test_dataset: 5', lambda w: evaluate(w, w.test_config(
+        set_arg('test_dataset', 5))), 'test_dataset: expected a mapping, got 5'),
+    Case('test.py', 'test batch_size: 2', lambda w: evaluate(w, w.test_config(
+        set_arg('test_dataset.batch_size', 2))),
+        'test_dataset.batch_size: expected an integer equal to 1, got 2'),
+    Case('test.py', "eval_type: bench-4", lambda w: evaluate(w, w.test_config(
+        set_arg('eval_type', 'bench-4'))), "eval_type: expected 'div2k-<scale>'"),
+    Case('test.py', 'LR image resized (does not match HR / scale)',
+         lambda w: evaluate(w, w.test_config(resized_lr)), 'not an integer-scale pair'),
+    Case('test.py', 'LR of another scale (X2 files with benchmark-4)',
+         lambda w: evaluate(w, w.test_config(lr_size=16)), 'needs HR images of 4x the input'),
+    Case('test.py', 'checkpoint with NaN weights',
+         lambda w: evaluate(w, w.test_config(), '--model', w.checkpoint(
+             lambda c: c['model']['sd']['imnet.layers.0.bias'].fill_(float('inf')))),
+         'holds NaN or infinite values'),
+    # train_liif.py
+    Case('train_liif.py', 'epoch_max: abc', lambda w: train(w, w.train_config(
+        set_arg('epoch_max', 'abc'))), "epoch_max: expected an integer (>= 1), got 'abc'"),
+    Case('train_liif.py', 'epoch_max: -3', lambda w: train(w, w.train_config(
+        set_arg('epoch_max', -3))), 'epoch_max: expected an integer (>= 1), got -3'),
+    Case('train_liif.py', 'epoch_max: 2.5', lambda w: train(w, w.train_config(
+        set_arg('epoch_max', 2.5))), 'epoch_max: expected an integer (>= 1), got 2.5'),
+    Case('train_liif.py', 'lr: fast', lambda w: train(w, w.train_config(
+        set_arg('optimizer.args.lr', 'fast'))), "optimizer.args.lr: expected a number (> 0)"),
+    Case('train_liif.py', 'milestone: (typo of milestones)', lambda w: train(w, w.train_config(
+        lambda c: c['multi_step_lr'].update(milestone=c['multi_step_lr'].pop('milestones')))),
+        'multi_step_lr.milestone: unknown key; allowed here: gamma, milestones'),
+    Case('train_liif.py', 'typo in a model arg (n_resblock)', lambda w: train(w, w.train_config(
+        lambda c: c['model']['args']['encoder_spec']['args'].update(n_resblock=2))),
+        'model.args.encoder_spec.args.n_resblock: unknown key'),
+    Case('train_liif.py', '--save-dir that is a file',
+         lambda w: ['--config', w.train_config(), '--save-dir', w.text('save'),
+                    '--device', 'cpu', '--quiet'], 'is a file, not a folder'),
+    Case('train_liif.py', '--resume with a config that does not fit the checkpoint',
+         lambda w: (w.trained_run(), train(w, w.train_config(
+             set_arg('model.args.imnet_spec.args.hidden_list', [32]), name='train.yaml'),
+             '--resume', '--set', 'epoch_max=2'))[1],
+         'the checkpoint does not fit the model'),
+    Case('train_liif.py', '--resume from a checkpoint without optimizer state',
+         lambda w: (w.trained_run(), _drop_optimizer(w.path('save/train/epoch-last.pth')),
+                    train(w, w.path('train.yaml'), '--resume', '--set', 'epoch_max=2'))[2],
+         'has no optimizer state'),
+    # scripts
+    Case('scripts/make_lr.py', '--out that is a file',
+         lambda w: ['--hr', w.folder_with_image('hr1'), '--out', w.image('o.png'), '--quiet'],
+         'is a file, not a folder'),
+    Case('scripts/download_pretrained.py', '--from a file with the wrong SHA-256',
+         lambda w: ['--from', w.text('fake.pth'), '--out', w.path('p.pth')],
+         'is not the official checkpoint: SHA-256'),
+    Case('scripts/download_pretrained.py', '--from a missing file',
+         lambda w: ['--from', w.path('none.pth'), '--out', w.path('p.pth')], 'no such file'),
+    Case('scripts/download_pretrained.py', '--out a folder',
+         lambda w: ['--out', w.path('')], 'is a folder; give the checkpoint\'s file path'),
+]
+
+
+def _drop_optimizer(path: str) -> None:
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    del ckpt['optimizer']
+    torch.save(ckpt, path)
+
+
+def entry(script: str):
+    if script == 'demo.py':
+        import demo
+        return demo.main
+    if script == 'test.py':
+        import test
+        return test.main
+    if script == 'train_liif.py':
+        import train_liif
+        return train_liif.main
+    from scripts import download_pretrained, make_lr
+    return {'scripts/make_lr.py': make_lr.main,
+            'scripts/download_pretrained.py': download_pretrained.main}[script]
+
+
+def snapshot(root: str):
+    """Every file under root with its size, modification time and permissions."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            info = os.stat(os.path.join(folder, name))
+            out[os.path.relpath(os.path.join(folder, name), root)] = (
+                info.st_size, info.st_mtime_ns, info.st_mode)
+    return out
+
+
+def test_there_are_at_least_30_cases():
+    assert len(CASES) >= 30 and len({c.what + c.script for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize('case', CASES, ids=[f'{c.script}: {c.what}' for c in CASES])
+def test_bad_input_is_one_error_line_and_changes_no_file(tmp_path, capsys, case):
+    w = Workspace(tmp_path)
+    argv = case.argv(w)
+    before = snapshot(str(tmp_path))
+    capsys.readouterr()
+    code = entry(case.script)(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    assert case.message in err, err
+    assert snapshot(str(tmp_path)) == before
+
+
+if __name__ == '__main__':
+    print('| script | bad input | what it gives (one `error:` line, exit status 2) |')
+    print('|---|---|---|')
+    for c in CASES:
+        print(f'| `{c.script}` | {c.what} | `...{c.message}...` |'.replace('...`', '`'))
