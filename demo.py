@@ -228,7 +228,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         print(run(args))
-    except (DemoError, FileNotFoundError, ValueError) as e:
+    except (DemoError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -103,7 +103,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                            verbose=not args.quiet, impl=args.impl, precision=args.precision,
                            window=args.window, scale_max=scale_max,
                            encoder_tile=args.encoder_tile, max_memory=args.max_memory)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -132,7 +132,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     distributed = Distributed()
     try:
         return train(args, distributed)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -210,7 +210,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     epoch_start, best_psnr = 1, -1e18
     if args.resume:
         ckpt = load_resume_checkpoint(last_path)
-        load_state_dict_strict(model, ckpt['model']['sd'])
+        load_state_dict_strict(model, ckpt['model']['sd'], f"config's model ({last_path})")
         try:
             optimizer.load_state_dict(ckpt['optimizer']['sd'])
             if scheduler is not None and ckpt.get('lr_scheduler') is not None:

@@ -25,9 +25,9 @@ def tensor_limit(limit: int, name: str, source: str) -> Iterator[None]:
     def hook(module, key, tensor):
         count[0] += tensor is not None
         if count[0] > limit:
-            raise ValueError(f"{source}: the args of model '{name}' build more than {limit} tensors, "
-                             "far more than its state dict holds; the checkpoint's args do "
-                             "not describe its weights")
+            raise ValueError(f"{source}: the args of model '{name}' build more than {limit} "
+                             "tensors, far more than its state dict holds; the checkpoint's "
+                             "args do not describe its weights")
     handles = [module_hooks.register_module_parameter_registration_hook(hook),
                module_hooks.register_module_buffer_registration_hook(hook)]
     try:

@@ -49,7 +49,8 @@ def test_exif_orientation_is_applied_as_pil_does(tmp_path, orientation):
     Image.fromarray(rgb).save(path, exif=exif, quality=95)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert('RGB'))
     assert np.array_equal(np.round(read_image(str(path)).rgb * 255).astype(np.uint8), expected)
-    assert torch.equal(read_rgb(str(path)), torch.from_numpy(expected.copy()).permute(2, 0, 1) / 255)
+    expected = torch.from_numpy(expected.copy()).permute(2, 0, 1) / 255
+    assert torch.equal(read_rgb(str(path)), expected)
 
 
 def test_rotated_phone_photo_gives_an_upright_output(tmp_path):

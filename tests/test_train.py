@@ -206,7 +206,7 @@ def test_official_config_runs_one_training_iteration(tmp_path, fake_load, config
 
 
 @pytest.mark.parametrize('problem,message', [
-    ('missing-key', 'bad.yaml: optimizer: missing \(required\)'),
+    ('missing-key', r'bad.yaml: optimizer: missing \(required\)'),
     ('empty-folder', 'no images found in'),
     ('missing-folder', 'image folder not found'),
     ('corrupt-image', 'cannot read image .*0000.png'),

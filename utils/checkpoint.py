@@ -59,7 +59,8 @@ def check_fit(module: nn.Module, state_dict: Mapping[str, torch.Tensor],
         for title, keys in (('missing keys', missing), ('unexpected keys', unexpected),
                             ('shape mismatches', mis_shaped)):
             if keys:
-                shown = ', '.join(keys[:5]) + (f' ... ({len(keys)} in all)' if len(keys) > 5 else '')
+                more = f' ... ({len(keys)} in all)' if len(keys) > 5 else ''
+                shown = ', '.join(keys[:5]) + more
                 parts.append(f"{title}: {shown}")
         raise ValueError(f"the checkpoint does not fit the {what}: " + '; '.join(parts))
 
