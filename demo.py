@@ -37,7 +37,7 @@ from inference.window import padded_size
 from utils import resolve_device
 from utils.devices import PRECISIONS
 from utils.image_writer import check_output, output_bits, output_format, write_bands
-from utils.images import read_image, resize_alpha
+from utils.images import is_srgb, read_image, resize_alpha
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
@@ -185,9 +185,9 @@ def run(args: argparse.Namespace) -> str:
         if bits < image.bits:
             print(f'note: {fmt.name} holds 8 bits; the {image.bits}-bit input is written at 8 '
                   '(use .png or .tif to keep 16)', file=sys.stderr)
-        if image.icc is not None:
-            print('note: the input has an ICC profile; the output is written without one '
-                  '(samples as decoded)', file=sys.stderr)
+        if not is_srgb(image.icc):
+            print('note: the input has a non-sRGB ICC profile; the output is written without '
+                  'one (samples as decoded)', file=sys.stderr)
 
     inp = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
     levels = 2 ** bits - 1

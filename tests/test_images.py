@@ -177,3 +177,18 @@ def test_ctrl_c_is_one_line_and_leaves_no_file(tmp_path):
              if line.strip() and '%|' not in line]
     assert lines[-1] == 'error: interrupted; no output written' and 'Traceback' not in err
     assert sorted(os.listdir(tmp_path)) == ['in.png']
+
+
+def test_a_non_srgb_icc_profile_is_stated(tmp_path, capsys):
+    from PIL import ImageCms
+    xyz = ImageCms.ImageCmsProfile(ImageCms.createProfile('XYZ')).tobytes()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile('sRGB')).tobytes()
+    notes = {}
+    for name, icc in (('xyz', xyz), ('srgb', srgb)):
+        Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(tmp_path / f'{name}.png',
+                                                            icc_profile=icc)
+        capsys.readouterr()
+        assert demo.main(['--input', str(tmp_path / f'{name}.png'), '--output',
+                          str(tmp_path / f'{name}.out.png'), '--model', tiny()]) == 0
+        notes[name] = 'non-sRGB ICC profile' in capsys.readouterr().err
+    assert notes == {'xyz': True, 'srgb': False}

@@ -1,5 +1,6 @@
 """Reading images as every viewer shows them: EXIF orientation applied; 8-bit, 16-bit and
 float samples scaled to [0, 1]; grayscale or colour, with or without alpha."""
+import io
 import os
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, Optional, Tuple
@@ -38,6 +39,19 @@ class ImageData(NamedTuple):
     icc: Optional[bytes] = None
 
 
+def is_srgb(icc: Optional[bytes]) -> bool:
+    """Whether an ICC profile is (or is missing and so taken as) sRGB, what outputs without a
+    profile are shown as."""
+    if icc is None:
+        return True
+    try:
+        from PIL import ImageCms
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return 'srgb' in ImageCms.getProfileDescription(profile).lower()
+    except (ImportError, OSError, ValueError, TypeError):
+        return False
+
+
 def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
     """(h, w, ...) array as shown by a viewer that applies EXIF orientation 1-8 (the same
     transposition as PIL.ImageOps.exif_transpose)."""
@@ -49,8 +63,10 @@ def orient(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 def _split(arr: np.ndarray, gray: bool, has_alpha: bool, bits: int, scale: float,
            orientation: int = 1, icc: Optional[bytes] = None) -> ImageData:
-    """(h, w, planes) samples / scale -> ImageData, oriented."""
-    arr = orient(np.clip(arr.astype(np.float32) / scale, 0, 1), orientation)
+    """(h, w, planes) samples / scale -> ImageData, oriented (one float32 copy at most)."""
+    arr = arr.astype(np.float32)
+    arr /= scale
+    arr = orient(np.clip(arr, 0, 1, out=arr), orientation)
     colour = arr[..., :1 if gray else 3]
     rgb = np.repeat(colour, 3, axis=2) if gray else colour
     return ImageData(np.ascontiguousarray(rgb), arr[..., -1] if has_alpha else None, gray, bits,
@@ -155,7 +171,10 @@ def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
                 return _split(np.asarray(img)[..., None], True, False, 16, 1, orientation, icc)
             gray = img.mode in ('1', 'L', 'LA')
             has_alpha = img.mode in ('RGBA', 'LA', 'PA', 'RGBa') or 'transparency' in img.info
-            arr = np.asarray(img.convert('LA' if gray else 'RGBA'))
+            arr = np.asarray(img.convert(('LA' if gray else 'RGBA') if has_alpha
+                                         else ('L' if gray else 'RGB')))
+            if arr.ndim == 2:
+                arr = arr[..., None]
         return _split(arr, gray, has_alpha, 8, 255, orientation, icc)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, png.Error,
             tifffile.TiffFileError) as e:
