@@ -256,7 +256,7 @@ CASES = [
          lambda w: (w.trained_run(), train(w, w.train_config(
              set_arg('model.args.imnet_spec.args.hidden_list', [32]), name='train.yaml'),
              '--resume', '--set', 'epoch_max=2'))[1],
-         'the checkpoint does not fit the model'),
+         "the checkpoint does not fit the config's model"),
     Case('train_liif.py', '--resume from a checkpoint without optimizer state',
          lambda w: (w.trained_run(), _drop_optimizer(w.path('save/train/epoch-last.pth')),
                     train(w, w.path('train.yaml'), '--resume', '--set', 'epoch_max=2'))[2],

@@ -52,12 +52,13 @@ def test_reroot_moves_only_load_paths():
     assert config['a'][0] == './load/benchmark/Set5/HR'
 
 
-def test_overrides_parse_yaml_and_reject_unknown_keys():
+def test_overrides_parse_yaml_add_last_keys_and_reject_unknown_sections():
     config = {'train': {'batch_size': 16}, 'eval_bsize': None}
-    apply_overrides(config, ['train.batch_size=2', 'eval_bsize=1000'])
-    assert config == {'train': {'batch_size': 2}, 'eval_bsize': 1000}
-    with pytest.raises(ValueError, match="unknown key 'train.batchsize'"):
-        apply_overrides(config, ['train.batchsize=2'])
+    apply_overrides(config, ['train.batch_size=2', 'eval_bsize=1000', 'train.batchsize=2'])
+    # A new last key is added: the config's schema decides whether it is allowed.
+    assert config == {'train': {'batch_size': 2, 'batchsize': 2}, 'eval_bsize': 1000}
+    with pytest.raises(ValueError, match="unknown key 'trian'"):
+        apply_overrides(config, ['trian.batch_size=2'])
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):
@@ -119,3 +120,20 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / 'out.txt').stat().st_mode & 0o777 == 0o644
+
+
+def test_every_shipped_config_fits_its_schema():
+    import glob
+    import datasets
+    import models
+    from conftest import REPO
+    from utils.config import load_config
+    from utils.config_schema import test_schema, train_schema
+    from utils.schema import check_config
+    paths = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.yaml'), recursive=True))
+    assert len(paths) > 40
+    for path in paths:
+        config = load_config(path)
+        schema = test_schema(datasets.DATASETS) if 'test_dataset' in config else \
+            train_schema(models.MODELS, datasets.DATASETS)
+        check_config(config, schema, path)
