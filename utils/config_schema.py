@@ -5,6 +5,7 @@ from typing import Dict
 
 from .registry import Registry
 from .schema import Bool, Field, Int, ListOf, Num, Section, Spec, Str
+from .training import OPTIMIZERS
 
 EVAL_TYPE = Str(pattern=r'(div2k|benchmark)-[1-9][0-9]*',
                 what="'div2k-<scale>' or 'benchmark-<scale>'", nullable=True)
@@ -21,7 +22,7 @@ ARG_RANGES: Dict[str, Field] = {
     'n_resblocks': Int(0), 'n_feats': Int(1), 'hidden_dim': Int(1), 'width': Int(1),
 }
 OPTIMIZER = Section({
-    'name': Str(['adam', 'sgd']),
+    'name': Str(sorted(OPTIMIZERS)),
     'args': Section({'lr': Num(0, above=True), 'weight_decay': Num(0), 'eps': Num(0),
                      'betas': ListOf(Num(0, 1)), 'momentum': Num(0), 'dampening': Num(0),
                      'amsgrad': Bool(), 'nesterov': Bool()}),

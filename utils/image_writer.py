@@ -15,7 +15,7 @@ from .files import atomic_path
 from .units import format_bytes
 
 TIFF_ROWS_PER_STRIP = 64
-PNG_MAX_SIDE = 2 ** 31 - 1
+NO_SIDE_LIMIT = 2 ** 31 - 1  # beyond any output we could render
 
 
 class Format(NamedTuple):
@@ -28,13 +28,13 @@ class Format(NamedTuple):
 
 
 FORMATS = {
-    '.png': Format('PNG', True, (8, 16), True, PNG_MAX_SIDE),
-    '.tif': Format('TIFF', True, (8, 16), True, 2 ** 31 - 1),
-    '.tiff': Format('TIFF', True, (8, 16), True, 2 ** 31 - 1),
+    '.png': Format('PNG', True, (8, 16), True, NO_SIDE_LIMIT),
+    '.tif': Format('TIFF', True, (8, 16), True, NO_SIDE_LIMIT),
+    '.tiff': Format('TIFF', True, (8, 16), True, NO_SIDE_LIMIT),
     '.jpg': Format('JPEG', False, (8,), False, 65535),
     '.jpeg': Format('JPEG', False, (8,), False, 65535),
     '.webp': Format('WEBP', False, (8,), True, 16383),
-    '.bmp': Format('BMP', False, (8,), False, 2 ** 31 - 1),
+    '.bmp': Format('BMP', False, (8,), False, NO_SIDE_LIMIT),
 }
 
 
