@@ -31,9 +31,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference import load_decoder, render_bands, window_of
-from inference.memory import Plan, default_budget, describe, parse_memory, plan_for
-from inference.window import padded_size
+from inference import RenderOptions, Renderer, load_decoder_and_norm, window_of
+from inference.memory import default_budget, describe, parse_memory
 from utils import resolve_device
 from utils.devices import PRECISIONS
 from utils.image_writer import check_output, output_bits, output_format, write_bands
@@ -71,9 +70,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              '(default: %(default)s)')
     parser.add_argument('--device', default='auto',
                         help='auto, cpu, cuda or cuda:N (default: auto)')
-    parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=65536,
+    parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=None,
                         help='most output pixels decoded at once, in bands of whole rows '
-                             '(default: %(default)s)')
+                             '(default: the chunk policy of the device: 4096 queries per call '
+                             'for the fast path on a CPU, bands of 65536 pixels; on a GPU as '
+                             'many as its memory budget allows)')
     parser.add_argument('--max-memory', type=parse_memory, default=None,
                         help='working memory of the model (on its device), e.g. 1GB: inputs '
                              'too large to run whole are encoded in tiles and decoded in '
@@ -120,22 +121,17 @@ def output_size(args: argparse.Namespace, h: int, w: int) -> Tuple[int, int]:
     return H, W
 
 
-def load_model(path: str, device: torch.device) -> torch.nn.Module:
-    if not os.path.isfile(path):
-        hint = ' (run bash scripts/setup.sh to fetch it)' if path == DEFAULT_MODEL else ''
-        raise DemoError(f"checkpoint not found: {path}{hint}")
-    return load_decoder(path, device)
-
-
-def memory_plan(args: argparse.Namespace, model: torch.nn.Module, size: Tuple[int, int],
-                device: torch.device) -> Plan:
-    """Tiles, bands and chunks from --encoder-tile, or sized to --max-memory (see
-    inference.memory) for the (h, w) input the encoder sees."""
-    if args.encoder_tile:
-        tile = args.encoder_tile
-        return Plan((tile, tile), None if model.whole_grid else tile, args.chunk_size, 0)
-    return plan_for(model, size, args.max_memory or default_budget(device), args.chunk_size,
-                    args.impl, args.precision, device, strict=args.max_memory is not None)
+def load_renderer(args: argparse.Namespace, device: torch.device) -> Renderer:
+    """The checkpoint's model and data_norm, with the options of the command line."""
+    if not os.path.isfile(args.model):
+        hint = ' (run bash scripts/setup.sh to fetch it)' if args.model == DEFAULT_MODEL else ''
+        raise DemoError(f"checkpoint not found: {args.model}{hint}")
+    model, data_norm = load_decoder_and_norm(args.model, device)
+    tile = args.encoder_tile or None
+    return Renderer(model, data_norm, RenderOptions(
+        impl=args.impl, precision=args.precision, chunk_size=args.chunk_size,
+        window=window_of(model) or 0, encoder_tile=(tile, tile) if tile else None,
+        band_rows=tile, max_memory=args.max_memory))
 
 
 def same_file(a: str, b: str) -> bool:
@@ -154,7 +150,7 @@ def eta_note(done: int, total: int, elapsed: float) -> Optional[str]:
 
 def run(args: argparse.Namespace) -> str:
     """Renders and writes the output; returns the sentence to print."""
-    if args.chunk_size < 1:
+    if args.chunk_size is not None and args.chunk_size < 1:
         raise DemoError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if args.encoder_tile < 0:
         raise DemoError(f"--encoder-tile must be >= 0, got {args.encoder_tile}")
@@ -176,9 +172,8 @@ def run(args: argparse.Namespace) -> str:
         raise DemoError(f"the output {output} is the input file; pass --overwrite to replace it")
     if os.path.exists(output) and not os.path.isfile(output):
         raise DemoError(f"output is not a regular file: {output}")
-    model = load_model(args.model, device)
-    window = window_of(model)
-    plan = memory_plan(args, model, padded_size(h, w, window) if window else (h, w), device)
+    renderer = load_renderer(args, device)
+    plan = renderer.plan(renderer.padded_size((h, w)), True, device)
     if not args.quiet:
         if plan.encoder_tile is not None:
             print(f'{w}x{h} input: {describe(plan)}', file=sys.stderr)
@@ -189,7 +184,7 @@ def run(args: argparse.Namespace) -> str:
             print('note: the input has a non-sRGB ICC profile; the output is written without '
                   'one (samples as decoded)', file=sys.stderr)
 
-    inp = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
+    rgb = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
     levels = 2 ** bits - 1
     dtype = np.uint16 if bits == 16 else np.uint8
 
@@ -197,9 +192,7 @@ def run(args: argparse.Namespace) -> str:
         start, eta_said = time.monotonic(), args.quiet
         with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
                   disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
-            for row0, band in render_bands(model, (inp - 0.5) / 0.5, (H, W), plan.chunk_size,
-                                           args.impl, args.precision, window,
-                                           plan.encoder_tile, plan.band_rows):
+            for row0, band in renderer.bands(rgb, (H, W), plan):
                 rows = band.shape[0]
                 if not torch.isfinite(band).all():
                     raise DemoError(f"the model's output is not finite (NaN or inf) in rows "

@@ -26,7 +26,7 @@ from typing import List, Optional
 from torch.utils.data import DataLoader
 
 import datasets
-from inference import eval_psnr, load_decoder
+from inference import RenderOptions, Renderer, eval_psnr, load_decoder
 from inference.memory import parse_memory
 from utils import PRECISIONS, resolve_device
 from utils.config import apply_overrides, load_config, override_keys, reroot, require
@@ -98,11 +98,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         scale_max = args.scale_max
         if args.mcell and scale_max is None:
             scale_max = SRNO_SCALE_MAX
-        result = eval_psnr(loader, model, device, data_norm=config.get('data_norm'),
+        options = RenderOptions(impl=args.impl, precision=args.precision, window=args.window,
+                                encoder_tile=(args.encoder_tile,) * 2 if args.encoder_tile
+                                else None, max_memory=args.max_memory)
+        result = eval_psnr(loader, Renderer(model, config.get('data_norm'), options),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
-                           verbose=not args.quiet, impl=args.impl, precision=args.precision,
-                           window=args.window, scale_max=scale_max,
-                           encoder_tile=args.encoder_tile, max_memory=args.max_memory)
+                           scale_max=scale_max, verbose=not args.quiet)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2

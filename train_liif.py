@@ -44,7 +44,7 @@ from utils.config import apply_overrides, load_config, override_keys, reroot, re
 from utils.config_schema import train_schema
 from utils.files import atomic_path
 from utils.schema import check_config
-from inference import eval_psnr, normalisers
+from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
 from utils.coords import flat_batch
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
                             rng_state, seed_everything, set_rng_state, unwrap, worker_init_fn)
@@ -265,9 +265,10 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
             writer.add_scalar('loss/train', train_loss, epoch)
             val_psnr = None
             if val_loader is not None and epoch_val and epoch % epoch_val == 0:
-                val_psnr = eval_psnr(val_loader, unwrap(model), device, config.get('data_norm'),
-                                     config.get('eval_type'), config.get('eval_bsize'),
-                                     verbose=not args.quiet, impl=args.impl)
+                renderer = Renderer(unwrap(model), config.get('data_norm'),
+                                    RenderOptions(impl=args.impl))
+                val_psnr = eval_psnr(val_loader, renderer, config.get('eval_type'),
+                                     config.get('eval_bsize'), verbose=not args.quiet)
                 log.append(f'val: psnr={val_psnr:.4f}')
                 writer.add_scalar('psnr/val', val_psnr, epoch)
             if val_psnr is not None and val_psnr > best_psnr:
@@ -290,14 +291,17 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
 
 def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                scheduler, epoch: int, best_psnr: float, distributed: Distributed) -> Dict[str, Any]:
-    """The official checkpoint format, plus the scheduler, best PSNR and RNG states."""
+    """The official checkpoint format, plus the scheduler, best PSNR, RNG states and the
+    data_norm the model trains with (for demo.py and the viewer; the official code reads
+    only 'model', so the file still loads there)."""
     model_spec = copy.deepcopy(config['model'])
     model_spec['sd'] = model.state_dict()
     optimizer_spec = copy.deepcopy(config['optimizer'])
     optimizer_spec['sd'] = optimizer.state_dict()
     return {'model': model_spec, 'optimizer': optimizer_spec, 'epoch': epoch,
             'lr_scheduler': None if scheduler is None else scheduler.state_dict(),
-            'best_psnr': best_psnr, 'rng': {distributed.rank: rng_state()}}
+            'best_psnr': best_psnr, 'rng': {distributed.rank: rng_state()},
+            'data_norm': config.get('data_norm') or IDENTITY_NORM}
 
 
 if __name__ == '__main__':

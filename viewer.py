@@ -79,7 +79,7 @@ def build(args: argparse.Namespace) -> Viewer:
     for path in models:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"checkpoint not found: {path}")
-    panes = load_panes((rgb - 0.5) / 0.5, models, args.bicubic, precision)
+    panes = load_panes(rgb, models, args.bicubic, precision)
     hr = None
     if args.hr:
         hr = read_image(args.hr).rgb

@@ -14,7 +14,6 @@ import torch
 
 from models import ImplicitDecoder
 from models.decoder import decode_in_chunks
-from .chunks import effective_chunk_size
 from .tiling import encode_tiled
 
 
@@ -81,12 +80,12 @@ def decode_bands(model: ImplicitDecoder, inp: torch.Tensor, bands: Iterator[Tupl
 
     A segment of at least `band_rows` code rows is made ready at once (its codes turned into
     the decoder's features, e.g. LIIF's projections) and serves the bands that fall inside it;
-    the codes come from encoder tiles of `tile` (rows, columns).
+    the codes come from encoder tiles of `tile` (rows, columns). Each band is decoded in
+    calls of `chunk_size` queries (None: at once).
 
     Yields:
         (1, q, 3) per band, equal to decoding it from the whole latent grid (up to rounding).
     """
-    chunk_size = effective_chunk_size(model, chunk_size, impl)
     blocks = RowBlocks(model, inp, tile)
     h = inp.shape[-2]
     segment, decode = (0, 0), None

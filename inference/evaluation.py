@@ -1,40 +1,23 @@
 """PSNR evaluation of a model over a data loader, with the official protocols of LIIF, LTE
 and SRNO.
 
-LIIF: queries decoded in chunks of `eval_bsize`, output clamped, not quantised, PSNR per image.
+LIIF: queries decoded in chunks (`eval_bsize` in the official code; the renderer's chunk policy
+here, the same values), output clamped, not quantised, PSNR per image.
 LTE adds `window` (mirror-pad for SwinIR, see inference.window) and `scale_max` (cells
 multiplied by max(s / scale_max, 1) beyond the training scales; LTE's test.py does it by
 default with 4, SRNO's with --mcell). SRNO decodes the whole grid at once, or `eval_bsize` rows
 at a time (attention within each chunk).
 """
 import math
-from typing import Any, Dict, Optional
+from typing import Optional
 
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from models import ImplicitDecoder
 from utils.coords import flat_batch, flat_to_grid
-from utils.devices import autocast
 from utils.metrics import Averager, eval_scale, make_metric
-from .chunks import predict
-from .memory import default_budget, plan_for
-from .tiling import encode
-from .window import pad_to_window, to_padded_domain
-
-IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
-
-
-def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device):
-    """(inp_sub, inp_div) shaped (1, C, 1, 1) and (gt_sub, gt_div) shaped (1, 1, C) from a
-    config's data_norm: inputs are fed as (x - sub) / div, targets compared the same way."""
-    norm = data_norm or IDENTITY_NORM
-
-    def vec(key, part, shape):
-        return torch.tensor(norm[key][part], dtype=torch.float32, device=device).view(shape)
-    return (vec('inp', 'sub', (1, -1, 1, 1)), vec('inp', 'div', (1, -1, 1, 1)),
-            vec('gt', 'sub', (1, 1, -1)), vec('gt', 'div', (1, 1, -1)))
+from .renderer import Renderer
 
 
 def hr_shape(inp: torch.Tensor, n_queries: int):
@@ -76,71 +59,52 @@ def cell_factor(eval_type: Optional[str], scale_max: Optional[float]) -> float:
 
 
 @torch.no_grad()
-def eval_psnr(loader: DataLoader, model: ImplicitDecoder, device: torch.device,
-              data_norm: Optional[Dict[str, Any]] = None, eval_type: Optional[str] = None,
-              eval_bsize: Optional[int] = None, verbose: bool = False, impl: str = 'fast',
-              precision: str = 'fp32', window: int = 0,
-              scale_max: Optional[float] = None, encoder_tile: Optional[int] = None,
-              max_memory: Optional[float] = None) -> float:
-    """Mean PSNR (dB) of `model` over `loader`, per image, as the official eval_psnr.
-
-    Inputs are normalised with data_norm['inp'], predictions de-normalised with
-    data_norm['gt'] and clamped to [0, 1] (not quantised).
+def eval_psnr(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] = None,
+              eval_bsize: Optional[int] = None, scale_max: Optional[float] = None,
+              verbose: bool = False) -> float:
+    """Mean PSNR (dB) of the renderer's model over `loader`, per image, as the official
+    eval_psnr: inputs normalised and predictions de-normalised with the renderer's data_norm,
+    clamped to [0, 1] (not quantised).
 
     Args:
         loader: yields flat {'inp', 'coord' (B, Q, 2), 'cell' (B, Q, 2), 'gt' (B, Q, 3)} or
-            grid {'coord' (B, H, W, 2), 'cell' (B, 2), 'gt' (B, 3, H, W)} batches.
+            grid {'coord' (B, H, W, 2), 'cell' (B, 2), 'gt' (B, 3, H, W)} batches, in [0, 1].
+        renderer: the model with its data_norm and RenderOptions (path, precision, LTE's
+            window, encoder tiles, memory budget). Inputs whose whole-image run does not fit
+            the budget are encoded in tiles (the latent grid is kept whole).
         eval_type: None, 'div2k-<s>' or 'benchmark-<s>' (see utils.metrics).
-        eval_bsize: queries per chunk (None: all at once); for a whole_grid model (SRNO),
-            rows of the output grid per chunk, as SRNO's test.py counts it.
-        impl: 'fast' or 'reference' query path.
-        precision: 'fp32', or 'bf16'/'fp16' autocast for the decoder.
-        window: LTE's --window: mirror-pad inputs to this window (0: off).
+        eval_bsize: for a whole_grid model (SRNO), rows of the output grid per chunk, as SRNO's
+            test.py counts it (None: the whole grid at once). Other models' queries are
+            independent: the renderer's chunk policy decodes them, with the same values as
+            the official chunks of eval_bsize.
         scale_max: LTE's --scale_max / SRNO's --mcell cell clipping (None: off, as LIIF).
-        encoder_tile: encode inputs in tiles of this side (see inference.tiling; the same
-            codes); None: whole, or as max_memory decides.
-        max_memory: working memory for the model in bytes (None: inference.memory's default
-            budget); inputs whose whole-image run does not fit are encoded in tiles sized to
-            it (the latent grid is kept whole; the query chunks are the protocol's eval_bsize).
-            A budget given is a limit (ValueError when too small), the default one a guide.
     """
+    model = renderer.model
     model.eval()
     metric_fn = make_metric(eval_type)
     factor = cell_factor(eval_type, scale_max)
-    inp_sub, inp_div, gt_sub, gt_div = normalisers(data_norm, device)
+    device = next(model.parameters(), torch.zeros(())).device
 
-    budget = max_memory or default_budget(device)
     result = Averager()
     pbar = tqdm(loader, leave=False, desc='val', disable=not verbose)
     for index, batch in enumerate(pbar):
         batch, grid = flat_batch({k: v.to(device) for k, v in batch.items()})
-        inp = (batch['inp'] - inp_sub) / inp_div
         coord, cell = batch['coord'], batch['cell'] * factor
         chunk_rows = model.whole_grid and eval_bsize is not None
         shape = grid
         if shape is None and (eval_type is not None or chunk_rows):
             shape = hr_shape(batch['inp'], coord.shape[1])
         check_scale(batch['inp'], shape, eval_type)
-        if window:
-            size = inp.shape[-2:]
-            inp = pad_to_window(inp, window)
-            coord, cell = to_padded_domain(coord, cell, size, inp.shape[-2:])
-        chunk = eval_bsize * shape[1] if chunk_rows else eval_bsize
-        tile = encoder_tile or plan_for(
-            model, tuple(inp.shape[-2:]), budget, chunk or coord.shape[1], impl, precision,
-            device, bands=False, strict=max_memory is not None).encoder_tile
-        feat = encode(model, inp, tile)  # float32 always: see utils.devices.autocast
-        with autocast(device, precision):
-            pred = predict(model, feat, coord, cell, chunk, impl)
+        pred = renderer.scene(batch['inp']).decode(
+            coord, cell, eval_bsize * shape[1] if chunk_rows else None)
         if not bool(torch.isfinite(pred).all()):
             raise ValueError(f"the model's output is not finite (NaN or inf) on batch "
                              f"{index}; no PSNR can be reported")
-        pred = (pred.float() * gt_div + gt_sub).clamp_(0, 1)
         gt = batch['gt']
         if eval_type is not None:  # shaving needs images, not query lists
             pred = flat_to_grid(pred, *shape).contiguous()
             gt = flat_to_grid(gt, *shape).contiguous()
-        result.add(metric_fn(pred, gt).item(), inp.shape[0])
+        result.add(metric_fn(pred, gt).item(), batch['inp'].shape[0])
         if verbose:
             pbar.set_description(f'val {result.item():.4f}')
     return result.item()

@@ -1,5 +1,5 @@
 """Loading an arbitrary-scale model from a checkpoint, for the scripts."""
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -8,6 +8,7 @@ from models import ImplicitDecoder
 from utils import load_checkpoint
 from utils.config_schema import model_spec
 from utils.schema import Section, check_config
+from .normalization import OFFICIAL_NORM, norm_of_checkpoint
 
 BICUBIC_SPEC = {'name': 'bicubic', 'args': {}, 'sd': {}}
 
@@ -26,19 +27,29 @@ def check_decoder_spec(spec: Dict[str, Any], source: str) -> None:
                          f"queries; expected one of: {', '.join(decoder_names())}")
 
 
-def load_decoder(path: str, device: torch.device) -> ImplicitDecoder:
-    """The model of a checkpoint in the official format, or bicubic interpolation for the name
-    'bicubic' (when no such file exists), in eval mode on `device`.
+def load_decoder_and_norm(path: str, device: torch.device
+                          ) -> Tuple[ImplicitDecoder, Optional[Dict[str, Any]]]:
+    """The model of a checkpoint in the official format (or bicubic interpolation for the name
+    'bicubic' when no such file exists), in eval mode on `device`, and the data_norm it was
+    trained with (see inference.normalization.norm_of_checkpoint).
 
     Raises:
         FileNotFoundError, ValueError: missing or unreadable checkpoint, a model that is not an
-            arbitrary-scale decoder, or weights that do not fit it.
+            arbitrary-scale decoder, weights that do not fit it, a malformed data_norm.
     """
     if path == 'bicubic':
-        spec = BICUBIC_SPEC
+        spec, norm = BICUBIC_SPEC, OFFICIAL_NORM
     else:
-        spec = load_checkpoint(path)['model']
+        ckpt = load_checkpoint(path)
+        spec = ckpt['model']
         check_config({'model': spec}, Section({'model': model_spec(models.MODELS, True)}),
                      f'checkpoint {path}')
         check_decoder_spec(spec, path)
-    return models.make(spec, load_sd=True, source=f'checkpoint {path}').to(device).eval()
+        norm = norm_of_checkpoint(path, ckpt)
+    model = models.make(spec, load_sd=True, source=f'checkpoint {path}').to(device).eval()
+    return model, norm
+
+
+def load_decoder(path: str, device: torch.device) -> ImplicitDecoder:
+    """The model of load_decoder_and_norm alone."""
+    return load_decoder_and_norm(path, device)[0]

@@ -29,9 +29,13 @@ class MeanShift(nn.Conv2d):
     def __init__(self, rgb_range: float, rgb_mean=DIV2K_RGB_MEAN, rgb_std=(1.0, 1.0, 1.0),
                  sign: int = -1):
         super().__init__(3, 3, kernel_size=1)
-        std = torch.tensor(rgb_std)
-        self.weight.data = torch.eye(3).view(3, 3, 1, 1) / std.view(3, 1, 1, 1)
-        self.bias.data = sign * rgb_range * torch.tensor(rgb_mean) / std
+        # Computed in Python, not with tensor arithmetic: under the meta device (the skeleton
+        # models.make checks a checkpoint against) the first tensor operation imports
+        # torch._dynamo, over a second of every script's start-up.
+        self.weight.data = torch.tensor([[[[1.0 / rgb_std[i]]] if j == i else [[0.0]]
+                                          for j in range(3)] for i in range(3)])
+        self.bias.data = torch.tensor([sign * rgb_range * m / s
+                                       for m, s in zip(rgb_mean, rgb_std)])
         for p in self.parameters():
             p.requires_grad = False
 

@@ -1,10 +1,11 @@
 """Time the decoders side by side: each model's reference path, and its fast path where it
-has one, in one process.
+has one, in one process, through the renderer (its chunk policy, normalisation and precision).
 
 --model takes checkpoints (.pth) and model specs: a YAML file holding {name, args} or a
 training config (its `model`), built with random weights (speed does not depend on them).
-For each model and scale, the same input is encoded once and decoded by each path (warm-up,
-median of --repeats runs). Prints seconds, output megapixels per second, peak memory, the
+For each model and scale, the same input is encoded once per path and decoded by it (warm-up,
+median of --repeats runs; the encoder is not timed). Prints the queries per decoder call (the
+device's chunk policy unless --chunk-size), seconds, output megapixels per second, peak memory, the
 speed-up over the model's reference path, the max abs difference from it, and the fraction of
 the machine's measured fp32 GEMM throughput each path reaches (from the multiply-accumulates
 that torch's flop counter sees in one decode).
@@ -22,6 +23,7 @@ os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # quiet the profiler used for CP
 import statistics
 import sys
 import time
+from functools import partial
 from typing import Callable, List, Optional
 
 import torch  # noqa: E402
@@ -29,9 +31,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-from inference import load_decoder, predict  # noqa: E402
+from inference import OFFICIAL_NORM, RenderOptions, Renderer, load_decoder  # noqa: E402
 from inference.loading import check_decoder_spec  # noqa: E402
-from utils import PRECISIONS, autocast, make_coord, resolve_device  # noqa: E402
+from utils import PRECISIONS, make_coord, resolve_device  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
 
@@ -101,6 +103,17 @@ def counted_flops(fn: Callable) -> float:
     return counter.get_total_flops()
 
 
+def rows_for(model, precisions: List[str]):
+    """(impl, precision, label) of the paths to time: the reference in fp32, the fast path
+    in each precision (a model without a fast path of its own runs the reference there)."""
+    runs = [('reference', 'fp32', 'reference fp32')]
+    for precision in precisions:
+        label = f'fast {precision}' if model.supports_fast else \
+            f'fast {precision} (no fast path: the reference)'
+        runs.append(('fast', precision, label))
+    return runs
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,8 +123,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--size', type=int, default=48, help='input side in pixels (default: 48)')
     parser.add_argument('--scales', type=float, nargs='+', default=[2, 4, 8, 30],
                         help='output scales (default: 2 4 8 30)')
-    parser.add_argument('--chunk-size', '--chunk', dest='chunk_size', type=int, default=30000,
-                        help='queries per chunk (default: %(default)s)')
+    parser.add_argument('--chunk-size', '--chunk', dest='chunk_size', type=int, default=None,
+                        help='most queries per call (default: the chunk policy of the device, '
+                             'shown in the table)')
     parser.add_argument('--repeats', type=int, default=3, help='timed runs (default: 3)')
     parser.add_argument('--precision', choices=sorted(PRECISIONS), nargs='+', default=['fp32'],
                         help='precisions of the fast path to time (default: fp32)')
@@ -120,49 +134,45 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     try:
+        device = resolve_device(args.device)
         loaded = [(source, load_model(source, device)) for source in args.model]
     except (FileNotFoundError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
     torch.manual_seed(0)
-    inp = torch.rand(1, 3, args.size, args.size, device=device) * 2 - 1
+    image = torch.rand(1, 3, args.size, args.size, device=device)
 
     gflops = gemm_gflops(device, torch.float32)
-    print(f'device: {device}, threads: {torch.get_num_threads()}, input {args.size}x{args.size}, '
-          f'chunk {args.chunk_size}; best fp32 GEMM (n x 256 @ 256 x 256): {gflops:.1f} GFLOP/s')
-    print('| model | scale | output | path | seconds | MP/s | peak MB | speed-up | max abs diff | '
-          '% of fp32 GEMM |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
-    with torch.no_grad():
-        for source, model in loaded:
-            name = f"{os.path.join(*source.split(os.sep)[-2:])} ({type(model).__name__})"
-            feat = model.encode(inp)
-            # A whole_grid model (SRNO) decodes the whole grid at once.
-            chunk = None if model.whole_grid else args.chunk_size
-            for scale in args.scales:
-                H = W = round(args.size * scale)
-                coord = make_coord((H, W), device=device).unsqueeze(0)
-                cell = make_cell(coord, (H, W))
-                runs = [('reference', 'fp32')]
-                if model.supports_fast:
-                    runs += [('fast', p) for p in args.precision]
-                base_time = base_out = None
-                for impl, precision in runs:
-                    def run(impl=impl, precision=precision):
-                        with autocast(device, precision):
-                            return predict(model, feat, coord, cell, chunk, impl).float()
-                    flops = counted_flops(run)
-                    seconds, out = timed(run, args.repeats, device)
-                    peak = peak_memory_mb(run, device)
-                    if base_time is None:
-                        base_time, base_out = seconds, out
-                    print(f'| {name} | x{scale:g} | {H}x{W} | {impl} {precision} | '
-                          f'{seconds:.3f} | {H * W / seconds / 1e6:.3f} | {peak:.0f} | '
-                          f'{base_time / seconds:.2f}x | '
-                          f'{(out - base_out).abs().max().item():.2e} | '
-                          f'{100 * flops / seconds / 1e9 / gflops:.0f}% |', flush=True)
+    print(f'device: {device}, threads: {torch.get_num_threads()}, torch {torch.__version__}, '
+          f'input {args.size}x{args.size}; best fp32 GEMM (n x 256 @ 256 x 256): '
+          f'{gflops:.1f} GFLOP/s')
+    print('| model | scale | output | path | queries per call | seconds | MP/s | peak MB | '
+          'speed-up | max abs diff | % of fp32 GEMM |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    for source, model in loaded:
+        name = f"{os.path.join(*source.split(os.sep)[-2:])} ({type(model).__name__})"
+        for scale in args.scales:
+            H = W = round(args.size * scale)
+            coord = make_coord((H, W), device=device).unsqueeze(0)
+            cell = make_cell(coord, (H, W))
+            base_time = base_out = None
+            for impl, precision, label in rows_for(model, args.precision):
+                renderer = Renderer(model, OFFICIAL_NORM, RenderOptions(
+                    impl=impl, precision=precision, chunk_size=args.chunk_size))
+                scene = renderer.scene(image)  # the encoder is not timed
+                chunk = renderer.chunk_size(device)
+                run = partial(scene.decode, coord, cell)
+                flops = counted_flops(run)
+                seconds, out = timed(run, args.repeats, device)
+                peak = peak_memory_mb(run, device)
+                if base_time is None:
+                    base_time, base_out = seconds, out
+                print(f'| {name} | x{scale:g} | {H}x{W} | {label} | '
+                      f'{chunk or "all (whole grid)"} | {seconds:.3f} | '
+                      f'{H * W / seconds / 1e6:.3f} | {peak:.0f} | {base_time / seconds:.2f}x | '
+                      f'{(out - base_out).abs().max().item():.2e} | '
+                      f'{100 * flops / seconds / 1e9 / gflops:.0f}% |', flush=True)
     return 0
 
 

@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
 from inference import load_decoder, render_bands  # noqa: E402
-from inference.render import band_coords  # noqa: E402
+from inference.renderer import band_coords  # noqa: E402
 from inference.tiling import encode_tiled  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.images import read_image  # noqa: E402
@@ -46,7 +46,7 @@ def main() -> None:
     size = (4 * args.size, 4 * args.size)
     with torch.no_grad():
         whole = model.encoder(inp)
-        render = torch.cat([b for _, b in render_bands(model, inp, size, 65536)])
+        render = torch.cat([b for _, b in render_bands(model, inp * 0.5 + 0.5, size)])
     print('| halo | max abs diff, codes | max abs diff, x4 render | PSNR render vs whole (dB) |')
     print('|---|---|---|---|')
     for halo in args.halos:

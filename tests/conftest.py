@@ -91,3 +91,11 @@ def shared_params(load, n_args: int = 1):
         return load()
     except pytest.skip.Exception as e:
         return [pytest.param(*([None] * n_args), marks=pytest.mark.skip(reason=str(e)))]
+
+
+def render_normalised(model, inp, size, **options):
+    """The renderer's (H, W, 3) output in [0, 1] for an input already normalised as the
+    official configs do ((x - 0.5) / 0.5, as the reference vectors hold it)."""
+    from inference import RenderOptions, render_bands
+    bands = render_bands(model, inp * 0.5 + 0.5, size, RenderOptions(**options))
+    return __import__('torch').cat([band for _, band in bands])

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 import models
-from conftest import shared_path
-from inference import render_bands
+from conftest import render_normalised, shared_path
 from inference.bands import needed_rows, sub_grid_queries
 from inference.memory import Costs, measure_costs, peak_bytes, plan_memory
 from inference.tiling import encode_tiled, tiling_geometry
@@ -19,7 +18,7 @@ def load(*parts):
 
 
 def render(model, inp, size, **kwargs):
-    return torch.cat([band for _, band in render_bands(model, inp, size, 700, **kwargs)])
+    return render_normalised(model, inp, size, chunk_size=700, **kwargs)
 
 
 TINY = [('reference', 'vectors', 'tiny_liif.pth'), ('reference', 'vectors', 'tiny_metasr.pth'),

@@ -13,8 +13,7 @@ from PIL import Image
 import demo
 import models
 import test as test_script
-from conftest import REPO, shared_path
-from inference import render_bands
+from conftest import REPO, render_normalised, shared_path
 from utils import calc_psnr, load_checkpoint, make_coord
 
 
@@ -63,9 +62,9 @@ def test_tiled_equals_untiled_for_anisotropic_size(impl, official_checkpoint):
     model = models.make(load_checkpoint(official_checkpoint)['model'], load_sd=True).eval()
     inp = torch.rand(1, 3, 11, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
     size = (29, 47)  # x2.64 by x3.36
-    whole = torch.cat([b for _, b in render_bands(model, inp, size, chunk_size=10 ** 6, impl=impl)])
+    whole = render_normalised(model, inp, size, chunk_size=10 ** 6, impl=impl)
     for tile in (47, 100, 13):  # one row, rows plus a remainder, less than a row
-        tiled = torch.cat([b for _, b in render_bands(model, inp, size, chunk_size=tile, impl=impl)])
+        tiled = render_normalised(model, inp, size, chunk_size=tile, impl=impl)
         assert tiled.shape == (29, 47, 3)
         assert (tiled - whole).abs().max().item() < 1e-6
 
@@ -180,7 +179,7 @@ def test_banded_render_equals_one_whole_grid_call(name):
     inp = torch.rand(1, 3, 9, 11) * 2 - 1
     H, W = 23, 31
     with torch.no_grad():
-        banded = torch.cat([b for _, b in render_bands(model, inp, (H, W), chunk_size=70)])
+        banded = render_normalised(model, inp, (H, W), chunk_size=70)
         coord = make_coord((H, W)).unsqueeze(0)
         cell = torch.tensor([2 / H, 2 / W]).expand(1, H * W, 2)
         whole = model.query(model.encode(inp), coord, cell)
@@ -195,8 +194,7 @@ def test_swinir_render_follows_lte_window_protocol():
     torch.manual_seed(0)
     inp = torch.rand(1, 3, 10, 7) * 2 - 1
     with torch.no_grad():  # x3, window 4: 10x7 is padded to 12x8
-        banded = torch.cat([b for _, b in render_bands(model, inp, (30, 21), chunk_size=90,
-                                                       window=4)])
+        banded = render_normalised(model, inp, (30, 21), chunk_size=90, window=4)
         padded = torch.cat([inp, inp.flip(-2)], -2)[..., :12, :]
         padded = torch.cat([padded, padded.flip(-1)], -1)[..., :8]
         coord = make_coord((36, 24)).unsqueeze(0)
@@ -221,9 +219,8 @@ def test_encoder_tiles_give_the_untiled_output(capsys, tmp_path, checkpoint):
     model = models.make(load_checkpoint(path)['model'], load_sd=True).eval()
     torch.manual_seed(0)
     inp = torch.rand(1, 3, 29, 23) * 2 - 1
-    whole = torch.cat([b for _, b in render_bands(model, inp, (70, 61), chunk_size=500)])
-    tiled = torch.cat([b for _, b in render_bands(model, inp, (70, 61), chunk_size=500,
-                                                  encoder_tile=6)])
+    whole = render_normalised(model, inp, (70, 61), chunk_size=500)
+    tiled = render_normalised(model, inp, (70, 61), chunk_size=500, encoder_tile=6)
     assert (tiled - whole).abs().max().item() < 1e-5
     write_rgb(tmp_path / 'in.png', 29, 23)
     outputs = []

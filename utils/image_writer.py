@@ -1,5 +1,5 @@
-"""Writing images row band by row band: PNG (8/16-bit, pypng) and TIFF (8/16-bit, tifffile)
-are streamed to disk as the bands arrive, so the output never exists whole in memory; JPEG,
+"""Writing images row band by row band: PNG (8/16-bit, utils.png_writer, compressed in
+parallel threads) and TIFF (8/16-bit, tifffile) are streamed to disk as the bands arrive, so the output never exists whole in memory; JPEG,
 WebP and BMP are assembled in memory first (their encoders need the whole image), which the
 caller checks against its memory limit with `check_output` before any pixel is decoded."""
 import os
@@ -7,11 +7,10 @@ import shutil
 from typing import Iterable, Iterator, NamedTuple, Tuple
 
 import numpy as np
-import png
-import tifffile
 from PIL import Image
 
 from .files import atomic_path
+from .png_writer import write_png
 from .units import format_bytes
 
 TIFF_ROWS_PER_STRIP = 64
@@ -95,11 +94,6 @@ def check_output(path: str, size: Tuple[int, int], planes: int, bits: int,
     return fmt
 
 
-def _rows(bands: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    for band in bands:
-        yield from band
-
-
 def _strips(bands: Iterable[np.ndarray], rows: int) -> Iterator[bytes]:
     """Bytes of strips of `rows` rows (the last one shorter) from bands of any height."""
     pending, count = [], 0
@@ -131,13 +125,10 @@ def write_bands(path: str, size: Tuple[int, int], planes: int, bits: int,
         raise ValueError(f"{fmt.name} cannot hold {bits}-bit samples ({path})")
     with atomic_path(path) as tmp:
         if fmt.name == 'PNG':
-            writer = png.Writer(W, H, greyscale=planes <= 2, alpha=planes in (2, 4),
-                                bitdepth=bits)
-            big_endian = (row.astype('>u2' if bits == 16 else np.uint8).tobytes()
-                          for row in _rows(bands))
             with open(tmp, 'wb') as f:
-                writer.write_packed(f, big_endian)
+                write_png(f, size, planes, bits, bands)
         elif fmt.name == 'TIFF':
+            import tifffile  # here: only TIFF outputs pay for importing it
             tifffile.imwrite(tmp, _strips(bands, TIFF_ROWS_PER_STRIP), shape=(H, W, planes),
                              dtype=dtype, rowsperstrip=TIFF_ROWS_PER_STRIP,
                              photometric='minisblack' if planes <= 2 else 'rgb',

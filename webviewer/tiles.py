@@ -15,41 +15,27 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference import load_decoder, window_of
-from inference.memory import default_budget, plan_for
-from inference.tiling import encode
-from inference.window import pad_to_window, to_padded_domain
-from models import ImplicitDecoder, make
-from models.decoder import decode_in_chunks
+from inference import OFFICIAL_NORM, RenderOptions, Renderer, load_decoder_and_norm, window_of
+from models import make
 from utils.coords import make_coord
-from utils.devices import autocast
 from utils.metrics import calc_psnr
 
 TILE = 256
-CHUNK = 65536  # queries per decoder call
 MAX_SCALE = 64.0
 MAX_REGION_PIXELS = 1 << 24  # the largest region a PSNR or a saved view renders (16 Mpx)
 
 
 class Pane:
-    """One model over one image: its features, made once, and its tile renderer."""
+    """One model over one image: its scene (features made once) and its tile renderer."""
 
-    def __init__(self, name: str, model: ImplicitDecoder, inp: torch.Tensor, precision: str):
+    def __init__(self, name: str, renderer: Renderer, image: torch.Tensor):
+        model = renderer.model
         if model.whole_grid:
             raise ValueError(f"{name}: {type(model).__name__} attends over every query of the "
                              "image, so its tiles are not independent; use demo.py for it")
         self.name = name
-        self.model = model
-        self.precision = precision
-        self.size = tuple(inp.shape[-2:])
-        self.window = window_of(model)
-        padded = pad_to_window(inp, self.window) if self.window else inp
-        self.padded = tuple(padded.shape[-2:])
-        device = inp.device
-        plan = plan_for(model, self.padded, default_budget(device), CHUNK, 'fast', precision,
-                        device, bands=False, strict=False)
-        with torch.no_grad():
-            self.decode = model.decoder(encode(model, padded, plan.encoder_tile), 'fast')
+        self.size = tuple(image.shape[-2:])
+        self.scene = renderer.scene(image)
         self.lock = threading.Lock()
 
     @torch.no_grad()
@@ -57,13 +43,11 @@ class Pane:
                ) -> np.ndarray:
         """(len(rows), len(cols), 3) float32 RGB in [0, 1] at the grid of (row, col)
         coordinates (in (-1, 1) of the input) with the given cell."""
+        device = self.scene.device
         coord = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
-        cell_t = coord.new_tensor(cell).expand_as(coord)
-        if self.window:
-            coord, cell_t = to_padded_domain(coord, cell_t, self.size, self.padded)
-        with self.lock, autocast(coord.device, self.precision):
-            pred = decode_in_chunks(self.decode, coord, cell_t, CHUNK)
-        rgb = (pred.float() * 0.5 + 0.5).clamp_(0, 1)
+        coord = coord.to(device)
+        with self.lock:
+            rgb = self.scene.decode(coord, coord.new_tensor(cell).expand_as(coord))
         return rgb.view(len(rows), len(cols), 3).cpu().numpy()
 
 
@@ -149,11 +133,16 @@ class TileCache:
                 self.bytes -= len(old)
 
 
-def load_panes(inp: torch.Tensor, models: List[str], bicubic: bool, precision: str
+def load_panes(image: torch.Tensor, models: List[str], bicubic: bool, precision: str
                ) -> List[Pane]:
-    """A pane per checkpoint (named by its file) and one for bicubic when asked."""
-    panes = [Pane(path.rsplit('/', 1)[-1], load_decoder(path, inp.device), inp, precision)
-             for path in models]
+    """A pane per checkpoint (named by its file, run with its own data_norm and LTE's window
+    for SwinIR encoders) and one for bicubic when asked; image (1, 3, h, w) in [0, 1]."""
+    panes = []
+    for path in models:
+        model, data_norm = load_decoder_and_norm(path, image.device)
+        options = RenderOptions(precision=precision, window=window_of(model) or 0)
+        panes.append(Pane(path.rsplit('/', 1)[-1], Renderer(model, data_norm, options), image))
     if bicubic:
-        panes.append(Pane('bicubic', make({'name': 'bicubic'}).to(inp.device), inp, 'fp32'))
+        model = make({'name': 'bicubic'}).to(image.device)
+        panes.append(Pane('bicubic', Renderer(model, OFFICIAL_NORM), image))
     return panes

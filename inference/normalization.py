@@ -1,0 +1,57 @@
+"""Data normalisation: how a model's inputs and targets were scaled in training (a config's
+`data_norm`), so that every caller feeds and reads a model the same way.
+
+The official configs all train with inputs and targets mapped to [-1, 1], (x - 0.5) / 0.5,
+and the official demo.py hard-codes that; a config without data_norm trains on [0, 1]
+(identity). The norm of a checkpoint is found once, here (see norm_of_checkpoint).
+"""
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+import yaml
+
+from utils.config_schema import NORM
+from utils.schema import Section, check_config
+
+IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
+OFFICIAL_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
+RUN_CONFIG = 'config.yaml'  # what train_liif.py writes beside its checkpoints
+
+
+def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(inp_sub, inp_div) shaped (1, C, 1, 1) and (gt_sub, gt_div) shaped (1, 1, C) from a
+    config's data_norm (None: identity): inputs are fed as (x - sub) / div, targets compared
+    the same way."""
+    norm = data_norm or IDENTITY_NORM
+
+    def vec(key, part, shape):
+        return torch.tensor(norm[key][part], dtype=torch.float32, device=device).view(shape)
+    return (vec('inp', 'sub', (1, -1, 1, 1)), vec('inp', 'div', (1, -1, 1, 1)),
+            vec('gt', 'sub', (1, 1, -1)), vec('gt', 'div', (1, 1, -1)))
+
+
+def norm_of_checkpoint(path: str, ckpt: Dict[str, Any]) -> Dict[str, Any]:
+    """The data_norm a checkpoint's model was trained with: the checkpoint's own 'data_norm'
+    (train_liif.py saves it; the official code ignores the extra key), else the data_norm of
+    the run's config.yaml beside it (identity if that config has none), else the official
+    (x - 0.5) / 0.5 of every official config."""
+    if ckpt.get('data_norm') is not None:
+        check_config({'data_norm': ckpt['data_norm']}, Section({'data_norm': NORM}),
+                     f'checkpoint {path}')
+        return ckpt['data_norm']
+    config_path = os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG)
+    if os.path.isfile(config_path):
+        try:
+            with open(config_path) as f:
+                config = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"cannot read {config_path} (the run's config beside the "
+                             f"checkpoint, for its data_norm): {e}") from e
+        if isinstance(config, dict) and config.get('model', {}).get('name') == \
+                ckpt['model'].get('name'):
+            check_config({'data_norm': config.get('data_norm')}, Section({'data_norm': NORM}),
+                         config_path)
+            return config.get('data_norm') or IDENTITY_NORM
+    return OFFICIAL_NORM
