@@ -8,12 +8,12 @@ decoded from: the same code centres, the same relative coordinates and cells, so
 reads the same codes as from the whole grid (see sub_grid_queries).
 """
 import math
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 
 from models import ImplicitDecoder
-from models.decoder import decode_in_chunks
+from models.decoder import Decoder, decode_in_chunks
 from .tiling import encode_tiled
 
 
@@ -74,14 +74,16 @@ class RowBlocks:
 
 def decode_bands(model: ImplicitDecoder, inp: torch.Tensor, bands: Iterator[Tuple[
         torch.Tensor, Optional[torch.Tensor]]], band_rows: int, tile: Tuple[int, int],
-                 impl: str, chunk_size: Optional[int]) -> Iterator[torch.Tensor]:
+                 impl: str, chunk_size: Optional[int],
+                 wrap: Optional[Callable[[Decoder], Decoder]] = None) -> Iterator[torch.Tensor]:
     """Decodes each (coord, cell) band of queries (in the frame of the whole (1, 3, h, w)
     `inp`, rows in increasing order) from the codes of the rows it reads.
 
     A segment of at least `band_rows` code rows is made ready at once (its codes turned into
     the decoder's features, e.g. LIIF's projections) and serves the bands that fall inside it;
     the codes come from encoder tiles of `tile` (rows, columns). Each band is decoded in
-    calls of `chunk_size` queries (None: at once).
+    calls of `chunk_size` queries (None: at once), by each segment's decoder function passed
+    through `wrap` when given (e.g. the renderer's torch.compile).
 
     Yields:
         (1, q, 3) per band, equal to decoding it from the whole latent grid (up to rounding).
@@ -101,6 +103,8 @@ def decode_bands(model: ImplicitDecoder, inp: torch.Tensor, bands: Iterator[Tupl
                 feat = model.encode(sub_inp) if blocks.encoder is None else \
                     model.from_codes(sub_inp, blocks.rows(*segment))
             decode = model.decoder(feat, impl)
+            if wrap is not None:
+                decode = wrap(decode)
             del feat
         coord, cell = sub_grid_queries(coord, cell, h, *segment)
         yield decode_in_chunks(decode, coord, cell, chunk_size)

@@ -19,7 +19,7 @@ from models.decoder import check_impl, decode_in_chunks
 from utils.coords import make_coord
 from utils.devices import PRECISIONS, autocast
 from .bands import decode_bands
-from .chunks import check_chunk_size, chunk_policy
+from .chunks import CompiledDecoder, check_chunk_size, chunk_policy
 from .memory import Costs, Plan, default_budget, measure_costs, plan_for
 from .normalization import OFFICIAL_NORM, normalisers
 from .tiling import encode
@@ -50,6 +50,9 @@ class RenderOptions:
         not for whole_grid models); None: the whole latent grid.
     max_memory: bytes of working memory for the model on its device, a limit (ValueError if
         too small); None: inference.memory's default budget, as a guide.
+    compile: run the decoder under torch.compile in chunks of one static shape
+        (inference.chunks.CompiledDecoder; compiled once per image size, falls back with a
+        warning where it cannot compile). Not for whole_grid models.
     """
     impl: str = 'fast'
     precision: str = 'fp32'
@@ -58,6 +61,7 @@ class RenderOptions:
     encoder_tile: Optional[Union[int, Tuple[int, int]]] = None
     band_rows: Optional[int] = None
     max_memory: Optional[float] = None
+    compile: bool = False
 
     def __post_init__(self):
         if isinstance(self.encoder_tile, int):
@@ -116,9 +120,14 @@ class Scene:
         renderer = self.renderer
         if self.padded is not None:
             coord, cell = to_padded_domain(coord, cell, self.size, self.padded)
-        chunk = chunk_size if renderer.model.whole_grid else renderer.chunk_size(self.device)
+        if renderer.model.whole_grid:
+            chunk, decode = chunk_size, self._decode
+        else:
+            chunk = renderer.chunk_size(self.device)
+            decode = renderer.wrap(self._decode, chunk)
+            self._decode = decode
         with autocast(self.device, renderer.options.precision):
-            pred = decode_in_chunks(self._decode, coord, cell, chunk)
+            pred = decode_in_chunks(decode, coord, cell, chunk)
         return renderer.to_image(pred)
 
 
@@ -178,6 +187,13 @@ class Renderer:
             return Plan(opts.encoder_tile or (opts.band_rows,) * 2, band_rows, chunk, 0)
         return plan_for(self.model, size, self.budget(device), chunk, opts.impl,
                         opts.precision, device, bands=bands, strict=opts.max_memory is not None)
+
+    def wrap(self, decode, chunk: Optional[int]):
+        """The decoder function as the options run it: compiled for chunks of `chunk`
+        queries when options.compile (once: a compiled one is returned as it is)."""
+        if not self.options.compile or chunk is None or isinstance(decode, CompiledDecoder):
+            return decode
+        return CompiledDecoder(decode, chunk)
 
     def padded_size(self, size: Tuple[int, int]) -> Tuple[int, int]:
         """(h, w) of an input after the window padding of the options."""
@@ -247,15 +263,18 @@ class Renderer:
                     coord, cell = to_padded_domain(coord, cell, (h, w), padded)
                 yield coord, cell
 
-        if plan.band_rows and not model.whole_grid:
-            tile = plan.encoder_tile or (plan.band_rows, plan.band_rows)
-            stream = decode_bands(model, inp, queries(), plan.band_rows, tile, impl, chunk)
-        else:
-            if model.whole_grid:
-                logger.info('%s attends over all queries: it streams over the bands in passes',
-                            type(model).__name__)
+        if model.whole_grid:
+            logger.info('%s attends over all queries: it streams over the bands in passes',
+                        type(model).__name__)
             stream = model.query_stream(encode(model, inp, plan.encoder_tile), queries, impl,
                                         chunk)
+        elif plan.band_rows:
+            tile = plan.encoder_tile or (plan.band_rows, plan.band_rows)
+            stream = decode_bands(model, inp, queries(), plan.band_rows, tile, impl, chunk,
+                                  lambda decode: self.wrap(decode, chunk))
+        else:
+            decode = self.wrap(model.decoder(encode(model, inp, plan.encoder_tile), impl), chunk)
+            stream = (decode_in_chunks(decode, coord, cell, chunk) for coord, cell in queries())
         for row0 in starts:
             with autocast(inp.device, self.options.precision):  # the decoding only
                 pred = next(stream)
