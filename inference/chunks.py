@@ -80,11 +80,13 @@ def predict(model: ImplicitDecoder, feat, coord: torch.Tensor, cell: Optional[to
 
 
 class CompiledDecoder:
-    """A decoder function under torch.compile, fed chunks of one static shape: a chunk with
-    fewer queries is padded (its last query repeated) and the padding's output dropped, so
-    one compilation serves every chunk of an image (queries are independent). Compiled code
-    is cached per shape by torch (and across processes by its inductor cache); the first
-    call's compile time is kept in `compile_seconds`.
+    """A decoder function under torch.compile, fed chunks of few static shapes: a call with
+    fewer queries than `chunk_size` is padded (its last query repeated; the padding's output
+    dropped, queries being independent) to `chunk_size`, or to the next power of two when
+    that is smaller, so that one or a few compilations serve every call (full chunks, the
+    last one, a viewer's edge tiles). Compiled code is cached per shape by torch (and across
+    processes by its inductor cache); the first call's compile time is kept in
+    `compile_seconds`.
 
     If compiling fails (no C++ compiler for the CPU backend, no Triton for CUDA), a warning
     says why once and the function runs uncompiled.
@@ -101,9 +103,10 @@ class CompiledDecoder:
         if n > self.chunk_size:
             raise ValueError(f"{n} queries in one call of a decoder compiled for "
                              f"{self.chunk_size}")
-        if n < self.chunk_size:
-            coord = _pad_queries(coord, self.chunk_size)
-            cell = None if cell is None else _pad_queries(cell, self.chunk_size)
+        padded = min(self.chunk_size, 1 << max(0, n - 1).bit_length())
+        if n < padded:
+            coord = _pad_queries(coord, padded)
+            cell = None if cell is None else _pad_queries(cell, padded)
         if self.compiled is None:
             return self.decode(coord, cell)[:, :n]
         start = time.perf_counter()

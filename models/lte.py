@@ -19,8 +19,10 @@ from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, 
 from .mlp import MLP
 from .models import make, register
 
-# The fast path decodes at most this many queries per call (inference/ chunks to it), and runs
-# its MLP over blocks of this many rows (the 4 ensemble members of each query are 4 rows).
+# On a CPU the fast path decodes at most this many queries per call (inference's chunk
+# policy), and runs its MLP over blocks of this many rows (the 4 ensemble members of each
+# query are 4 rows), so that its activations stay in cache. On a GPU the MLP runs over all the
+# rows at once: small blocks there would be thousands of kernel launches per call.
 FAST_CHUNK_SIZE = 4096
 MLP_BLOCK_ROWS = 512
 
@@ -123,8 +125,8 @@ class LTE(ImplicitDecoder):
     # Fast path: the four codes of each query are found with one lookup each on a map of row
     # numbers (instead of three grid_sample calls over D channels), coef and freq are gathered
     # as one row, the phase is computed once, the basis is written straight into the MLP's
-    # input, and the MLP runs over blocks of rows small enough for its activations to stay in
-    # cache (its matrix products are most of the cost).
+    # input, and on a CPU the MLP runs over blocks of rows small enough for its activations
+    # to stay in cache (its matrix products are most of the cost).
 
     @property
     def supports_fast(self) -> bool:
@@ -163,7 +165,7 @@ class LTE(ImplicitDecoder):
             basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
             inputs.append(basis.mul_(row[:, :D]))
             areas.append(area(rel_coord))
-        x = torch.stack(inputs)
-        out = torch.cat([self.imnet.forward_inplace(block)
-                         for block in x.view(4 * B * Q, D).split(MLP_BLOCK_ROWS)])
+        x = torch.stack(inputs).view(4 * B * Q, D)
+        block = MLP_BLOCK_ROWS if x.device.type == 'cpu' else x.shape[0]
+        out = torch.cat([self.imnet.forward_inplace(rows) for rows in x.split(block)])
         return blend(list(out.view(4, B, Q, -1)), areas) + sample_bilinear(tables.inp, coord)

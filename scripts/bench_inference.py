@@ -103,14 +103,19 @@ def counted_flops(fn: Callable) -> float:
     return counter.get_total_flops()
 
 
-def rows_for(model, precisions: List[str]):
-    """(impl, precision, label) of the paths to time: the reference in fp32, the fast path
-    in each precision (a model without a fast path of its own runs the reference there)."""
-    runs = [('reference', 'fp32', 'reference fp32')]
+def rows_for(model, precisions: List[str], compile: bool):
+    """(impl, precision, compile, label) of the paths to time: the reference in fp32, the fast
+    path in each precision (a model without a fast path of its own runs the reference there),
+    and with `compile` each of those under torch.compile (not for whole_grid models)."""
+    runs = [('reference', 'fp32', False, 'reference fp32' if model.supports_fast else
+             'reference fp32 (= fast fp32: no fast path of its own)')]
     for precision in precisions:
         label = f'fast {precision}' if model.supports_fast else \
             f'fast {precision} (no fast path: the reference)'
-        runs.append(('fast', precision, label))
+        if model.supports_fast or precision != 'fp32':  # else the very row above
+            runs.append(('fast', precision, False, label))
+        if compile and not model.whole_grid:
+            runs.append(('fast', precision, True, f'{label} compiled'))
     return runs
 
 
@@ -131,6 +136,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='precisions of the fast path to time (default: fp32)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time each fast path under torch.compile (its compile time '
+                             'is printed; the warm-up call compiles)')
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,15 +165,20 @@ def main(argv: Optional[List[str]] = None) -> int:
             coord = make_coord((H, W), device=device).unsqueeze(0)
             cell = make_cell(coord, (H, W))
             base_time = base_out = None
-            for impl, precision, label in rows_for(model, args.precision):
+            for impl, precision, compiled, label in rows_for(model, args.precision,
+                                                             args.compile):
                 renderer = Renderer(model, OFFICIAL_NORM, RenderOptions(
-                    impl=impl, precision=precision, chunk_size=args.chunk_size))
+                    impl=impl, precision=precision, chunk_size=args.chunk_size,
+                    compile=compiled))
                 scene = renderer.scene(image)  # the encoder is not timed
                 chunk = renderer.chunk_size(device)
                 run = partial(scene.decode, coord, cell)
-                flops = counted_flops(run)
+                if not compiled:  # a compiled row does the work of the row before it
+                    flops = counted_flops(run)
                 seconds, out = timed(run, args.repeats, device)
                 peak = peak_memory_mb(run, device)
+                if compiled:
+                    label += f' ({scene._decode.compile_seconds:.1f} s to compile)'
                 if base_time is None:
                     base_time, base_out = seconds, out
                 print(f'| {name} | x{scale:g} | {H}x{W} | {label} | '

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GPU figures of the README in one run (under 8 minutes on one GPU), printed as one table:
 #   1. the device-parametrised tests (reference vectors, fast paths) on cuda (LIIF_TEST_DEVICE);
-#   2. scripts/bench_inference.py, EDSR-baseline-LIIF, fp32 / bf16 / fp16;
+#   2. scripts/bench_inference.py: EDSR-baseline-LIIF (fp32 / bf16 / fp16, each also under
+#      torch.compile), then LTE, lte-fast, SRNO and MetaSR from their official configs
+#      (random weights), 128x128 input at x4 and x12, the GPU's chunk policy;
 #   3. scripts/bench_train.py on train_edsr-baseline-liif.yaml, fast and reference path, each
 #      with and without --amp;
 #   4. two DDP training epochs with 2 processes on generated images, when 2 GPUs exist.
@@ -14,10 +16,12 @@ PY=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python
 CONFIG=configs/train-div2k/train_edsr-baseline-liif.yaml
 MODEL=pretrained/edsr-baseline-liif.pth
 [[ -f $MODEL ]] || MODEL=$CONFIG  # random weights: the same speed
-TESTS="tests/test_models.py tests/test_platform.py tests/test_fast_path.py"
+OTHERS="configs/train-div2k/train_edsr-baseline-lte.yaml configs/train-div2k/train_edsr-baseline-lte-fast.yaml configs/train-div2k/train_edsr-sronet.yaml configs/train-div2k/train_edsr-baseline-metasr.yaml"
+TESTS="tests/test_renderer.py tests/test_models.py tests/test_platform.py tests/test_fast_path.py"
 STEPS=(
   "tests|timeout 240 env LIIF_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider $TESTS"
-  "inference|timeout 150 $PY scripts/bench_inference.py --model $MODEL --size 128 --scales 4 12 30 --precision fp32 bf16 fp16 --device cuda"
+  "inference|timeout 150 $PY scripts/bench_inference.py --model $MODEL --size 128 --scales 4 12 30 --precision fp32 bf16 fp16 --compile --device cuda"
+  "inference others|timeout 150 $PY scripts/bench_inference.py --model $OTHERS --size 128 --scales 4 12 --precision fp32 bf16 --device cuda"
   "train fast|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl fast"
   "train fast amp|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl fast --amp"
   "train reference|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl reference"
@@ -42,9 +46,9 @@ run_step() {  # name, command: runs it, keeps its output in $work/<n>.log, adds 
   local took=$((SECONDS - start))
   case $name in
     tests) rows+=("| tests on cuda | $(grep -E 'passed|failed|error' "$log" | tail -1) | $took |");;
-    inference)  # one row per line of bench_inference's own table
-      while IFS='|' read -r _ model scale output path seconds mps peak speedup diff _; do
-        rows+=("| inference $model $scale $output $path | ${seconds// /} s, ${mps// /} MP/s, peak ${peak// /} MB, max abs diff ${diff// /} | |")
+    inference*)  # one row per line of bench_inference's own table
+      while IFS='|' read -r _ model scale output path chunk seconds mps peak speedup diff _; do
+        rows+=("| inference $model $scale $output $path, chunks of ${chunk// /} | ${seconds// /} s, ${mps// /} MP/s, peak ${peak// /} MB, ${speedup// /} the reference, max abs diff ${diff// /} | |")
       done < <(grep '^| ' "$log" | grep -v '^| model');;
     *) rows+=("| $name | $(grep -E 'iterations/s' "$log" | cut -d' ' -f2-), peak $(grep -E 'peak memory' "$log" | cut -d' ' -f3-) | $took |");;
   esac

@@ -101,10 +101,11 @@ def test_compile_failure_falls_back_with_a_warning(caplog):
         calls.append(coord.shape[1])
         return coord.new_zeros(coord.shape[0], coord.shape[1], 3)
 
-    wrapped = CompiledDecoder(decode, 8)
+    wrapped = CompiledDecoder(decode, 12)
     wrapped.compiled = lambda *a: (_ for _ in ()).throw(RuntimeError('no compiler here'))
-    out = wrapped(torch.zeros(1, 5, 2), torch.zeros(1, 5, 2))
+    out = wrapped(torch.zeros(1, 5, 2), torch.zeros(1, 5, 2))  # padded to 8, a power of two
     assert out.shape == (1, 5, 3) and calls == [8]
+    assert wrapped(torch.zeros(1, 11, 2), None).shape == (1, 11, 3) and calls[-1] == 12
     assert 'torch.compile failed (RuntimeError: no compiler here)' in caplog.text
     assert wrapped.compiled is None
 

@@ -20,7 +20,7 @@ import models
 import train_liif
 from conftest import REPO
 from utils import load_checkpoint
-from inference import normalisers
+from inference import IDENTITY_NORM, normalisers
 from utils.training import make_optimizer
 
 TINY_MODEL = {'name': 'liif', 'args': {
@@ -88,6 +88,8 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, tiny):
     model = models.make(whole['model'], load_sd=True)
     assert whole['optimizer']['name'] == 'adam' and 'sd' in whole['optimizer']
     assert isinstance(model, models.liif.LIIF)
+    # The data_norm it trained with rides along, for demo.py and the viewer.
+    assert whole['data_norm'] == (yaml.safe_load(open(tiny)).get('data_norm') or IDENTITY_NORM)
 
 
 def test_existing_run_needs_resume(tmp_path, tiny, capsys):

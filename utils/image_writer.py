@@ -1,7 +1,8 @@
 """Writing images row band by row band: PNG (8/16-bit, utils.png_writer, compressed in
-parallel threads) and TIFF (8/16-bit, tifffile) are streamed to disk as the bands arrive, so the output never exists whole in memory; JPEG,
-WebP and BMP are assembled in memory first (their encoders need the whole image), which the
-caller checks against its memory limit with `check_output` before any pixel is decoded."""
+parallel threads) and TIFF (8/16-bit, tifffile) are streamed to disk as the bands arrive, so
+the output never exists whole in memory; JPEG, WebP and BMP are assembled in memory first
+(their encoders need the whole image), which the caller checks against its memory limit with
+`check_output` before any pixel is decoded."""
 import os
 import shutil
 from typing import Iterable, Iterator, NamedTuple, Tuple
