@@ -93,15 +93,18 @@ class Scene:
     """One image ready to decode: its features made once, decoded at any queries.
 
     Made by Renderer.scene; `decode` may be called any number of times (not concurrently).
+    Independent queries are decoded in calls of `chunk_size` (the renderer's policy), by
+    `decode_fn` (compiled when the options say so).
     """
 
-    def __init__(self, renderer: 'Renderer', decode, size: Tuple[int, int],
-                 padded: Optional[Tuple[int, int]], device: torch.device):
+    def __init__(self, renderer: 'Renderer', decode_fn, chunk_size: Optional[int],
+                 size: Tuple[int, int], padded: Optional[Tuple[int, int]], device: torch.device):
         self.renderer = renderer
+        self.decode_fn = decode_fn
+        self.chunk_size = chunk_size
         self.size = size
         self.padded = padded
         self.device = device
-        self._decode = decode
 
     @torch.no_grad()
     def decode(self, coord: torch.Tensor, cell: Optional[torch.Tensor],
@@ -120,14 +123,9 @@ class Scene:
         renderer = self.renderer
         if self.padded is not None:
             coord, cell = to_padded_domain(coord, cell, self.size, self.padded)
-        if renderer.model.whole_grid:
-            chunk, decode = chunk_size, self._decode
-        else:
-            chunk = renderer.chunk_size(self.device)
-            decode = renderer.wrap(self._decode, chunk)
-            self._decode = decode
+        chunk = chunk_size if renderer.model.whole_grid else self.chunk_size
         with autocast(self.device, renderer.options.precision):
-            pred = decode_in_chunks(decode, coord, cell, chunk)
+            pred = decode_in_chunks(self.decode_fn, coord, cell, chunk)
         return renderer.to_image(pred)
 
 
@@ -190,8 +188,8 @@ class Renderer:
 
     def wrap(self, decode, chunk: Optional[int]):
         """The decoder function as the options run it: compiled for chunks of `chunk`
-        queries when options.compile (once: a compiled one is returned as it is)."""
-        if not self.options.compile or chunk is None or isinstance(decode, CompiledDecoder):
+        queries when options.compile."""
+        if not self.options.compile or chunk is None:
             return decode
         return CompiledDecoder(decode, chunk)
 
@@ -224,8 +222,11 @@ class Renderer:
         padded = tuple(inp.shape[-2:]) if self.options.window else None
         tile = self.plan(tuple(inp.shape[-2:]), False, image.device).encoder_tile
         feat = encode(self.model, inp, tile)  # float32 always: see utils.devices.autocast
-        return Scene(self, self.model.decoder(feat, self.options.impl), size, padded,
-                     image.device)
+        chunk = self.chunk_size(image.device)
+        decode = self.model.decoder(feat, self.options.impl)
+        if not self.model.whole_grid:
+            decode = self.wrap(decode, chunk)
+        return Scene(self, decode, chunk, size, padded, image.device)
 
     @torch.no_grad()
     def bands(self, image: torch.Tensor, size: Tuple[int, int], plan: Optional[Plan] = None

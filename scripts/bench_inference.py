@@ -178,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 seconds, out = timed(run, args.repeats, device)
                 peak = peak_memory_mb(run, device)
                 if compiled:
-                    label += f' ({scene._decode.compile_seconds:.1f} s to compile)'
+                    label += f' ({scene.decode_fn.compile_seconds:.1f} s to compile)'
                 if base_time is None:
                     base_time, base_out = seconds, out
                 print(f'| {name} | x{scale:g} | {H}x{W} | {label} | '

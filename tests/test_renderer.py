@@ -6,7 +6,6 @@ import torch
 from PIL import Image
 
 import demo
-from conftest import shared_path
 from inference import (IDENTITY_NORM, OFFICIAL_NORM, RenderOptions, Renderer, chunk_policy,
                        load_decoder_and_norm, norm_of_checkpoint)
 from inference.chunks import CPU_REFERENCE_CHUNK, GPU_MAX_CHUNK, CompiledDecoder
@@ -88,9 +87,9 @@ def test_compiled_decoder_equals_the_official_outputs_with_padded_chunks():
     n = d['coord'].shape[1]
     assert n % 96  # the last chunk is padded
     got = scene.decode(d['coord'], d['cell'])
-    assert isinstance(scene._decode, CompiledDecoder)
-    assert scene._decode.compiled is not None, 'torch.compile fell back on this machine'
-    assert scene._decode.compile_seconds is not None
+    assert isinstance(scene.decode_fn, CompiledDecoder)
+    assert scene.decode_fn.compiled is not None, 'torch.compile fell back on this machine'
+    assert scene.decode_fn.compile_seconds is not None
     assert (got - official_image(d['pred'])).abs().max().item() < VECTOR_TOLERANCE
 
 
