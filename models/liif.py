@@ -141,11 +141,15 @@ class LIIF(ImplicitDecoder):
         weight = first.weight[:, :C * k * k].reshape(-1, C, k, k)
         # Kept in float32 even under autocast: it is computed once per code, so it is cheap,
         # and rounding these 576-term sums to 16 bits would cost most of the precision.
+        # In channels-last layout the convolution writes each code's projection as one
+        # contiguous row: the (B, h*w, D) table is then a view, not a second copy (a 1080p
+        # input's table is 2 GB).
         with torch.autocast(feat.device.type, enabled=False):
-            proj = F.conv2d(feat.float(), weight.float(), first.bias.float(), padding=k // 2)
+            proj = F.conv2d(feat.float().contiguous(memory_format=torch.channels_last),
+                            weight.float(), first.bias.float(), padding=k // 2)
         B, D, h, w = proj.shape
-        return ProjectedFeat(proj.view(B, D, h * w).transpose(1, 2).contiguous(),
-                             make_lookup(h, w, feat.device), image)
+        rows = proj.permute(0, 2, 3, 1).reshape(B, h * w, D)
+        return ProjectedFeat(rows, make_lookup(h, w, feat.device), image)
 
     def fast_decoder(self, feat: torch.Tensor) -> Decoder:
         proj = self.project(feat)
