@@ -34,20 +34,19 @@ import torch
 import yaml
 from tensorboardX import SummaryWriter
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
+from torch.utils.data import DistributedSampler
 
 import datasets
 import models
-from utils import Averager, load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
-from utils.config import apply_overrides, load_config, override_keys, reroot, require
+from utils import load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
+from utils.config import apply_overrides, load_config, override_keys, reroot
 from utils.config_schema import train_schema
 from utils.files import atomic_path
 from utils.schema import check_config
 from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
-from utils.coords import flat_batch
+from training import make_loader, train_epoch
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
-                            rng_state, seed_everything, set_rng_state, unwrap, worker_init_fn)
+                            rng_state, seed_everything, set_rng_state, unwrap)
 
 logger = logging.getLogger('train')
 
@@ -74,50 +73,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='config overrides, e.g. train_dataset.batch_size=8')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
-
-
-def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Distributed,
-                num_workers: int, device: torch.device, seed: int) -> DataLoader:
-    dataset = datasets.make(require(spec, 'dataset', source))
-    dataset = datasets.make(require(spec, 'wrapper', source), args={'dataset': dataset})
-    batch_size = require(spec, 'batch_size', source)
-    sampler = None
-    if train and distributed.enabled:
-        if batch_size % distributed.world_size:
-            raise ValueError(f"{source}: batch_size {batch_size} is not divisible by the "
-                             f"{distributed.world_size} processes")
-        batch_size //= distributed.world_size
-        sampler = DistributedSampler(dataset, distributed.world_size, distributed.rank,
-                                     shuffle=True, seed=seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
-                      sampler=sampler, num_workers=num_workers, drop_last=False,
-                      pin_memory=device.type == 'cuda', worker_init_fn=worker_init_fn,
-                      persistent_workers=False)
-
-
-def train_step(model: nn.Module, batch: Dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-               norms, impl: str = 'fast', scaler: Optional[torch.amp.GradScaler] = None) -> float:
-    """One optimisation step: L1 loss between decoded and true RGB, both normalised.
-
-    Batches of either sample form (flat queries, or the grids of the `-fast` wrappers) are
-    decoded as flat queries: the same values, and for SRNO the same attention over them.
-    """
-    batch, _ = flat_batch(batch)
-    inp_sub, inp_div, gt_sub, gt_div = norms
-    inp = (batch['inp'] - inp_sub) / inp_div
-    gt = (batch['gt'] - gt_sub) / gt_div
-    with torch.autocast(inp.device.type, dtype=torch.float16, enabled=scaler is not None):
-        pred = model(inp, batch['coord'], batch['cell'], impl=impl)
-        loss = nn.functional.l1_loss(pred.float(), gt)
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    return loss.item()
 
 
 def setup_logging(run_dir: Optional[str]) -> None:
@@ -250,14 +205,12 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
             train_loader.sampler.set_epoch(epoch)
         model.train()
         lr = optimizer.param_groups[0]['lr']
-        losses = Averager()
-        for batch in tqdm(train_loader, leave=False, desc=f'epoch {epoch}',
-                          disable=args.quiet or not distributed.is_main):
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            losses.add(train_step(model, batch, optimizer, norms, args.impl, scaler))
+        loss, steps = train_epoch(model, train_loader, optimizer, norms, device, args.impl,
+                                  scaler, f'epoch {epoch}',
+                                  progress=not args.quiet and distributed.is_main)
         if scheduler is not None:
             scheduler.step()
-        train_loss = mean_over_ranks(losses.item(), losses.n, device, distributed)
+        train_loss = mean_over_ranks(loss, steps, device, distributed)
         log = [f'epoch {epoch}/{epoch_max}', f'lr={lr:.2e}', f'train: loss={train_loss:.4f}']
 
         if distributed.is_main:

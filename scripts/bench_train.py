@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-from train_liif import train_step  # noqa: E402
+from training import train_step  # noqa: E402
 from utils import resolve_device  # noqa: E402
 from utils.config import apply_overrides, load_config, require  # noqa: E402
 from inference import normalisers  # noqa: E402

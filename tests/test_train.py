@@ -18,6 +18,7 @@ from PIL import Image
 
 import models
 import train_liif
+import training
 from conftest import REPO
 from utils import load_checkpoint
 from inference import IDENTITY_NORM, normalisers
@@ -125,7 +126,7 @@ def ddp_worker(rank, world_size, port, out_path):
     model, optimizer = fresh_model_and_optimizer()
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     half = {k: v[rank * 2:(rank + 1) * 2] for k, v in fixed_batch().items()}
-    train_liif.train_step(ddp, half, optimizer, normalisers(None, torch.device('cpu')))
+    training.train_step(ddp, half, optimizer, normalisers(None, torch.device('cpu')))
     if rank == 0:
         torch.save(model.state_dict(), out_path)
     dist.destroy_process_group()
@@ -135,7 +136,7 @@ def test_one_ddp_step_on_two_processes_equals_one_single_process_step(tmp_path):
     out = str(tmp_path / 'ddp.pth')
     mp.spawn(ddp_worker, args=(2, free_port(), out), nprocs=2, join=True)
     model, optimizer = fresh_model_and_optimizer()
-    train_liif.train_step(model, fixed_batch(), optimizer,
+    training.train_step(model, fixed_batch(), optimizer,
                           normalisers(None, torch.device('cpu')))
     ddp_sd = torch.load(out, weights_only=True)
     for key, value in model.state_dict().items():
