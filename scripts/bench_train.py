@@ -4,9 +4,16 @@ Builds the config's model and optimizer and times full training steps (forward, 
 backward, Adam) on random batches of the config's shape (batch_size, inp_size, sample_q), so
 it needs no data set. The first --warmup steps are not timed.
 
-Example:
+With --loader N it also times the config's own training data loader alone (N batches after
+one untimed, --num-workers processes as train_liif.py uses them: 4 on CUDA, 0 on a CPU by
+default) and prints its samples/s and whether it keeps up with the step: the share of an
+iteration the loader would take, were it not overlapped with the step.
+
+Examples:
   python scripts/bench_train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml \\
       --device cpu --steps 10
+  python scripts/bench_train.py --config configs/train-t91/train_t91_small-liif.yaml \\
+      --data-root ../shared/data --loader 20
 """
 import argparse
 import os
@@ -19,11 +26,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-from training import train_step  # noqa: E402
+from training import make_loader, train_step  # noqa: E402
 from utils import resolve_device  # noqa: E402
-from utils.config import apply_overrides, load_config, require  # noqa: E402
+from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
 from inference import normalisers  # noqa: E402
-from utils.training import make_optimizer  # noqa: E402
+from utils.training import Distributed, make_optimizer  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -37,6 +44,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='query path (default: %(default)s)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision (float16 autocast + grad scaling), CUDA only')
+    parser.add_argument('--loader', type=int, default=0, metavar='N',
+                        help='also time N batches of the config\'s data loader alone (default: 0, '
+                             'off)')
+    parser.add_argument('--num-workers', type=int, default=None,
+                        help='loader processes (default: 4 on CUDA, 0 on CPU, as train_liif.py)')
+    parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
+                        help='folder that replaces ./load in the config (for --loader)')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. train_dataset.batch_size=4')
     args = parser.parse_args(argv)
@@ -84,7 +98,36 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'device: {device}, threads: {torch.get_num_threads()}\n'
           f'iterations/s: {args.steps / seconds:.3f} ({seconds / args.steps:.3f} s each)\n'
           f'peak memory: {peak}')
+    if args.loader:
+        workers = args.num_workers if args.num_workers is not None else \
+            (4 if device.type == 'cuda' else 0)
+        try:
+            loader_seconds = time_loader(reroot(config, args.data_root), args.config, args.loader,
+                                         workers, device)
+        except (OSError, ValueError, KeyError) as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 2
+        step, load = seconds / args.steps, loader_seconds / args.loader
+        print(f'loader: {batch_size / load:.1f} samples/s ({load:.3f} s a batch, {workers} '
+              f'workers); {"keeps up with" if load <= step else "slower than"} the step; '
+              f'{100 * load / (load + step):.0f}% of an iteration if not overlapped')
     return 0
+
+
+def time_loader(config, source: str, batches: int, workers: int, device: torch.device) -> float:
+    """Seconds for `batches` batches of the config's training loader (after one untimed)."""
+    loader = make_loader(require(config, 'train_dataset', source), f'{source}: train_dataset',
+                         True, Distributed(), workers, device, 0)
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        try:
+            next(it)
+        except StopIteration:
+            it = iter(loader)
+            next(it)
+    return time.perf_counter() - start
 
 
 if __name__ == '__main__':
