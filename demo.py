@@ -90,8 +90,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--compile', action='store_true',
                         help='run the decoder under torch.compile: compiles on the first chunk '
                              '(about 10-30 s on a CPU, once per image size; cached on disk by '
-                             'torch), then faster (1.4x to 1.5x in bf16 on our CPU); falls back with a '
-                             'warning where it cannot compile')
+                             'torch), then faster (1.4x to 1.5x in bf16 on our CPU); falls back '
+                             'with a warning where it cannot compile')
     parser.add_argument('--overwrite', action='store_true',
                         help='allow the output to replace the input file')
     parser.add_argument('--quiet', action='store_true', help='no progress bar or notes')
