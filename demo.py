@@ -135,8 +135,7 @@ def load_renderer(args: argparse.Namespace, device: torch.device) -> Renderer:
     tile = args.encoder_tile or None
     return Renderer(model, data_norm, RenderOptions(
         impl=args.impl, precision=args.precision, chunk_size=args.chunk_size,
-        window=window_of(model) or 0, encoder_tile=(tile, tile) if tile else None,
-        band_rows=tile, max_memory=args.max_memory, compile=args.compile))
+        window=window_of(model) or 0, encoder_tile=tile, band_rows=tile, max_memory=args.max_memory, compile=args.compile))
 
 
 def same_file(a: str, b: str) -> bool:

@@ -104,8 +104,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.mcell and scale_max is None:
             scale_max = SRNO_SCALE_MAX
         options = RenderOptions(impl=args.impl, precision=args.precision, window=args.window,
-                                encoder_tile=(args.encoder_tile,) * 2 if args.encoder_tile
-                                else None, max_memory=args.max_memory, compile=args.compile)
+                                encoder_tile=args.encoder_tile or None,
+                                max_memory=args.max_memory, compile=args.compile)
         result = eval_psnr(loader, Renderer(model, config.get('data_norm'), options),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
                            scale_max=scale_max, verbose=not args.quiet)

@@ -9,8 +9,8 @@ import os
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-import yaml
 
+from utils.config import load_config
 from utils.config_schema import NORM
 from utils.schema import Section, check_config
 
@@ -38,20 +38,17 @@ def norm_of_checkpoint(path: str, ckpt: Dict[str, Any]) -> Dict[str, Any]:
     the run's config.yaml beside it (identity if that config has none), else the official
     (x - 0.5) / 0.5 of every official config."""
     if ckpt.get('data_norm') is not None:
-        check_config({'data_norm': ckpt['data_norm']}, Section({'data_norm': NORM}),
-                     f'checkpoint {path}')
-        return ckpt['data_norm']
+        return checked_norm(ckpt['data_norm'], f'checkpoint {path}')
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG)
     if os.path.isfile(config_path):
-        try:
-            with open(config_path) as f:
-                config = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as e:
-            raise ValueError(f"cannot read {config_path} (the run's config beside the "
-                             f"checkpoint, for its data_norm): {e}") from e
-        if isinstance(config, dict) and config.get('model', {}).get('name') == \
-                ckpt['model'].get('name'):
-            check_config({'data_norm': config.get('data_norm')}, Section({'data_norm': NORM}),
-                         config_path)
-            return config.get('data_norm') or IDENTITY_NORM
+        config = load_config(config_path)
+        model = config.get('model')
+        if isinstance(model, dict) and model.get('name') == ckpt['model'].get('name'):
+            return checked_norm(config.get('data_norm'), config_path) or IDENTITY_NORM
     return OFFICIAL_NORM
+
+
+def checked_norm(data_norm: Any, source: str) -> Optional[Dict[str, Any]]:
+    """`data_norm` itself, or a ConfigError naming `source` unless it fits the schema."""
+    check_config({'data_norm': data_norm}, Section({'data_norm': NORM}), source)
+    return data_norm

@@ -17,13 +17,13 @@ import torch
 from models import ImplicitDecoder
 from models.decoder import check_impl, decode_in_chunks
 from utils.coords import make_coord
-from utils.devices import PRECISIONS, autocast
+from utils.devices import autocast, check_precision
 from .bands import decode_bands
 from .chunks import CompiledDecoder, check_chunk_size, chunk_policy
 from .memory import Costs, Plan, default_budget, measure_costs, plan_for
 from .normalization import OFFICIAL_NORM, normalisers
 from .tiling import encode
-from .window import pad_to_window, to_padded_domain
+from .window import pad_to_window, padded_size, to_padded_domain
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ class RenderOptions:
         if isinstance(self.encoder_tile, int):
             object.__setattr__(self, 'encoder_tile', (self.encoder_tile, self.encoder_tile))
         check_impl(self.impl)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision '{self.precision}'; expected one of "
-                             f"{', '.join(PRECISIONS)}")
+        check_precision(self.precision)
         check_chunk_size(self.chunk_size)
         if self.window < 0:
             raise ValueError(f"window must be >= 0, got {self.window}")
@@ -98,10 +96,12 @@ class Scene:
     """
 
     def __init__(self, renderer: 'Renderer', decode_fn, chunk_size: Optional[int],
-                 size: Tuple[int, int], padded: Optional[Tuple[int, int]], device: torch.device):
+                 gt_norm: Tuple[torch.Tensor, ...], size: Tuple[int, int],
+                 padded: Optional[Tuple[int, int]], device: torch.device):
         self.renderer = renderer
         self.decode_fn = decode_fn
         self.chunk_size = chunk_size
+        self.gt_norm = gt_norm
         self.size = size
         self.padded = padded
         self.device = device
@@ -126,7 +126,7 @@ class Scene:
         chunk = chunk_size if renderer.model.whole_grid else self.chunk_size
         with autocast(self.device, renderer.options.precision):
             pred = decode_in_chunks(self.decode_fn, coord, cell, chunk)
-        return renderer.to_image(pred)
+        return renderer.to_image(pred, self.gt_norm)
 
 
 class Renderer:
@@ -195,22 +195,23 @@ class Renderer:
 
     def padded_size(self, size: Tuple[int, int]) -> Tuple[int, int]:
         """(h, w) of an input after the window padding of the options."""
-        if not self.options.window:
-            return size
-        w = self.options.window
-        return (size[0] // w + 1) * w, (size[1] // w + 1) * w
+        window = self.options.window
+        return padded_size(*size, window) if window else size
 
     # --- the pipeline ---
 
-    def normalise(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, h, w) image in [0, 1] -> the model's input, padded to the window."""
-        inp_sub, inp_div, _, _ = normalisers(self.data_norm, image.device)
+    def normalise(self, image: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """(B, 3, h, w) image in [0, 1] -> (the model's input, padded to the window; the
+        (gt_sub, gt_div) that `to_image` de-normalises with, on the image's device)."""
+        inp_sub, inp_div, gt_sub, gt_div = normalisers(self.data_norm, image.device)
         inp = (image - inp_sub) / inp_div
-        return pad_to_window(inp, self.options.window) if self.options.window else inp
+        inp = pad_to_window(inp, self.options.window) if self.options.window else inp
+        return inp, (gt_sub, gt_div)
 
-    def to_image(self, pred: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def to_image(pred: torch.Tensor, gt_norm: Tuple[torch.Tensor, ...]) -> torch.Tensor:
         """(B, Q, 3) model output -> float32 RGB in [0, 1], clamped (NaN kept)."""
-        _, _, gt_sub, gt_div = normalisers(self.data_norm, pred.device)
+        gt_sub, gt_div = gt_norm
         return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
 
     @torch.no_grad()
@@ -218,7 +219,7 @@ class Renderer:
         """Encodes a (B, 3, h, w) image in [0, 1] (on the model's device) once, the latent
         grid whole (the encoder in tiles when the options or the budget say so)."""
         size = tuple(image.shape[-2:])
-        inp = self.normalise(image)
+        inp, gt_norm = self.normalise(image)
         padded = tuple(inp.shape[-2:]) if self.options.window else None
         tile = self.plan(tuple(inp.shape[-2:]), False, image.device).encoder_tile
         feat = encode(self.model, inp, tile)  # float32 always: see utils.devices.autocast
@@ -226,7 +227,7 @@ class Renderer:
         decode = self.model.decoder(feat, self.options.impl)
         if not self.model.whole_grid:
             decode = self.wrap(decode, chunk)
-        return Scene(self, decode, chunk, size, padded, image.device)
+        return Scene(self, decode, chunk, gt_norm, size, padded, image.device)
 
     @torch.no_grad()
     def bands(self, image: torch.Tensor, size: Tuple[int, int], plan: Optional[Plan] = None
@@ -246,7 +247,7 @@ class Renderer:
         """
         H, W = size
         h, w = image.shape[-2:]
-        inp = self.normalise(image)
+        inp, gt_norm = self.normalise(image)
         padded = tuple(inp.shape[-2:]) if self.options.window else None
         plan = plan or self.plan(tuple(inp.shape[-2:]), True, image.device)
         model, impl = self.model, self.options.impl
@@ -280,7 +281,7 @@ class Renderer:
             with autocast(inp.device, self.options.precision):  # the decoding only
                 pred = next(stream)
             rows = min(H, row0 + rows_per_band) - row0
-            yield row0, self.to_image(pred).view(rows, W, 3).cpu()
+            yield row0, self.to_image(pred, gt_norm).view(rows, W, 3).cpu()
 
 
 def render_bands(model: ImplicitDecoder, image: torch.Tensor, size: Tuple[int, int],

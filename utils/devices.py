@@ -33,6 +33,13 @@ def resolve_device(name: str = 'auto') -> torch.device:
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
+def check_precision(precision: str) -> None:
+    """ValueError unless `precision` is one of PRECISIONS."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; expected one of "
+                         f"{', '.join(PRECISIONS)}")
+
+
 def autocast(device: torch.device, precision: str = 'fp32') -> torch.autocast:
     """Autocast context for 'fp32' (off: the float32 reference), 'bf16' or 'fp16'.
 
@@ -41,8 +48,6 @@ def autocast(device: torch.device, precision: str = 'fp32') -> torch.autocast:
     float32: on the CPU we measured, a bf16 encoder was hardly faster and cost most of the
     accuracy (Set5 x2: -0.008 dB against -0.004 dB with a float32 encoder).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision '{precision}'; expected one of "
-                         f"{', '.join(PRECISIONS)}")
+    check_precision(precision)
     dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
