@@ -44,7 +44,9 @@ from utils.config_schema import train_schema
 from utils.files import atomic_path
 from utils.schema import check_config
 from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
-from training import make_loader, train_epoch
+from training import (COMPILE_CHOICES, TrainStep, make_loader, resolve_step_options,
+                      train_epoch)
+from utils.devices import PRECISIONS
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
                             rng_state, seed_everything, set_rng_state, unwrap)
 
@@ -65,8 +67,20 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='folder that replaces ./load in config paths (default: $LIIF_DATA_ROOT)')
     parser.add_argument('--num-workers', type=int, default=None,
                         help='data loading processes per rank (default: 4 on CUDA, 0 on CPU)')
+    parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
+                        help='autocast of the forward: fp32 (default), bf16, or fp16 with '
+                             'gradient scaling (CUDA only)')
     parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (float16 autocast + grad scaling), CUDA only')
+                        help='mixed precision: shorthand for --precision bf16')
+    parser.add_argument('--compile', choices=COMPILE_CHOICES, default='auto',
+                        help='torch.compile the training step: on, graphs (and replay it as '
+                             'CUDA graphs), off, or auto: graphs on CUDA (on under torchrun), '
+                             'off on the CPU (default: auto)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='NHWC layout for the convolutions (default auto: on CUDA in '
+                             'bf16/fp16)')
+    parser.add_argument('--fused-optimizer', choices=['auto', 'on', 'off'], default='auto',
+                        help="PyTorch's fused Adam/SGD (default auto: on CUDA)")
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path for training and validation (default: %(default)s)')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
@@ -135,8 +149,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
-    if args.amp and device.type != 'cuda':
-        raise ValueError('--amp needs a CUDA device; it is off by default on the CPU')
+    precision = step_precision(args.precision, args.amp)
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     name = args.name or os.path.splitext(os.path.basename(args.config))[0]
@@ -160,7 +173,9 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     # --- model, optimizer, schedule; a resumed run's state must fit before anything is
     # written to its folder ---
     model = models.make(config['model']).to(device)
-    optimizer = make_optimizer(model.parameters(), config['optimizer'])
+    fused = args.fused_optimizer == 'on' or (args.fused_optimizer == 'auto' and
+                                              device.type == 'cuda')
+    optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
     scheduler = make_scheduler(config, optimizer)
     epoch_start, best_psnr = 1, -1e18
     if args.resume:
@@ -185,13 +200,23 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
     if args.resume:
         logger.info(f'resumed from {last_path} at epoch {epoch_start - 1}')
-    scaler = torch.amp.GradScaler('cuda') if args.amp else None
+    options = resolve_step_options(
+        device, args.impl, precision, args.compile,
+        None if args.channels_last == 'auto' else args.channels_last == 'on',
+        distributed.enabled)
+    if options.channels_last:  # before DDP, which registers the parameters as they are
+        model.to(memory_format=torch.channels_last)
     if distributed.enabled:
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == 'cuda' else None)
     n_params = sum(p.numel() for p in unwrap(model).parameters())
     logger.info(f'model: {config["model"]["name"]}, {n_params / 1e6:.2f}M parameters, '
                 f'device {device}, {distributed.world_size} process(es)')
+    logger.info(f'step: {options}, fused optimizer: {fused}')
+    step = TrainStep(model, optimizer, norms, options)
+    losses_path = os.path.join(run_dir, 'losses.csv')
+    if distributed.is_main:
+        start_losses_csv(losses_path, epoch_start)
 
     # --- one loop over epochs ---
     epoch_max, epoch_val, epoch_save = config['epoch_max'], config.get('epoch_val'), \
@@ -205,13 +230,16 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
             train_loader.sampler.set_epoch(epoch)
         model.train()
         lr = optimizer.param_groups[0]['lr']
-        loss, steps = train_epoch(model, train_loader, optimizer, norms, device, args.impl,
-                                  scaler, f'epoch {epoch}',
-                                  progress=not args.quiet and distributed.is_main)
+        stats = train_epoch(step, train_loader, device, f'epoch {epoch}',
+                            progress=not args.quiet and distributed.is_main)
         if scheduler is not None:
             scheduler.step()
-        train_loss = mean_over_ranks(loss, steps, device, distributed)
-        log = [f'epoch {epoch}/{epoch_max}', f'lr={lr:.2e}', f'train: loss={train_loss:.4f}']
+        train_loss = mean_over_ranks(stats.mean_loss, len(stats.losses), device, distributed)
+        log = [f'epoch {epoch}/{epoch_max}', f'lr={lr:.2e}', f'train: loss={train_loss:.4f}',
+               f'{stats.iterations_per_second:.2f} it/s',
+               f'data wait {100 * stats.data_seconds / max(stats.seconds, 1e-9):.0f}%']
+        if stats.compile_seconds:
+            log.append(f'compile {stats.compile_seconds:.1f}s')
 
         if distributed.is_main:
             writer.add_scalar('lr', lr, epoch)
@@ -228,6 +256,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
                 best_psnr = val_psnr
             sv = checkpoint(config, unwrap(model), optimizer, scheduler, epoch, best_psnr,
                             distributed)
+            append_losses_csv(losses_path, epoch, stats.losses)
             save_atomic(sv, last_path)
             if epoch_save and epoch % epoch_save == 0:
                 save_atomic(sv, os.path.join(run_dir, f'epoch-{epoch}.pth'))
@@ -240,6 +269,32 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     if writer is not None:
         writer.close()
     return 0
+
+
+def step_precision(precision: Optional[str], amp: bool) -> str:
+    """--precision and its shorthand --amp (bf16) as one precision."""
+    if amp and precision not in (None, 'bf16'):
+        raise ValueError(f"--amp is --precision bf16; it contradicts --precision {precision}")
+    return 'bf16' if amp else precision or 'fp32'
+
+
+def start_losses_csv(path: str, epoch_start: int) -> None:
+    """The run's per-step losses file (`epoch,step,loss`), kept to the epochs before
+    epoch_start: rows of an epoch a stopped run logged but did not checkpoint go."""
+    rows = []
+    if os.path.isfile(path):
+        with open(path) as f:
+            rows = [r for r in f.read().splitlines()[1:] if int(r.split(',')[0]) < epoch_start]
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
+        f.write('\n'.join(['epoch,step,loss'] + rows) + '\n')
+
+
+def append_losses_csv(path: str, epoch: int, losses: torch.Tensor) -> None:
+    """Appends one epoch's per-step losses to the run's losses file."""
+    with open(path) as f:
+        step = sum(1 for _ in f) - 1
+    with open(path, 'a') as f:
+        f.writelines(f'{epoch},{step + i + 1},{v:.6f}\n' for i, v in enumerate(losses.tolist()))
 
 
 def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,

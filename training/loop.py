@@ -2,21 +2,41 @@
 epoch, where they can be read, changed and timed (scripts/bench_train.py).
 
 An epoch keeps its losses on the device and reads them (a host-device synchronisation on a
-GPU) only every LOG_EVERY steps, for the progress bar, and once at its end.
+GPU) only every LOG_EVERY steps, for the progress bar, and once at its end; it times how long
+the step waits for the data loader.
 """
-from typing import Any, Dict, Optional, Tuple
+import time
+from typing import Any, Dict, NamedTuple
 
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import datasets
 from utils.config import require
-from utils.coords import flat_batch
 from utils.training import Distributed, worker_init_fn
+from .step import TrainStep
 
 LOG_EVERY = 50  # steps between reads of the loss for the progress bar
+
+
+class EpochStats(NamedTuple):
+    """losses: (steps,) float32 loss of every step, on the CPU; seconds: the epoch's wall
+    time; data_seconds: of it, the time spent waiting for the loader; compile_seconds: of it,
+    the time torch.compile took (0 after the first epoch)."""
+    losses: torch.Tensor
+    seconds: float
+    data_seconds: float
+    compile_seconds: float
+
+    @property
+    def mean_loss(self) -> float:
+        return self.losses.mean().item() if len(self.losses) else 0.0
+
+    @property
+    def iterations_per_second(self) -> float:
+        """Steps per second, the compile time left out."""
+        return len(self.losses) / max(self.seconds - self.compile_seconds, 1e-9)
 
 
 def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Distributed,
@@ -42,45 +62,30 @@ def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Dis
                       persistent_workers=False)
 
 
-def train_step(model: nn.Module, batch: Dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-               norms, impl: str = 'fast', scaler: Optional[torch.amp.GradScaler] = None
-               ) -> torch.Tensor:
-    """One optimisation step: L1 loss between decoded and true RGB, both normalised. Returns
-    the loss, detached, on the device (not read: reading it would wait for the step).
-
-    Batches of either sample form (flat queries, or the grids of the `-fast` wrappers) are
-    decoded as flat queries: the same values, and for SRNO the same attention over them.
-    """
-    batch, _ = flat_batch(batch)
-    inp_sub, inp_div, gt_sub, gt_div = norms
-    inp = (batch['inp'] - inp_sub) / inp_div
-    gt = (batch['gt'] - gt_sub) / gt_div
-    with torch.autocast(inp.device.type, dtype=torch.float16, enabled=scaler is not None):
-        pred = model(inp, batch['coord'], batch['cell'], impl=impl)
-        loss = nn.functional.l1_loss(pred.float(), gt)
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is None:
-        loss.backward()
-        optimizer.step()
-    else:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    return loss.detach()
-
-
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, norms,
-                device: torch.device, impl: str = 'fast',
-                scaler: Optional[torch.amp.GradScaler] = None, desc: str = 'epoch',
-                progress: bool = True) -> Tuple[float, int]:
-    """One pass over `loader`: (mean loss over its steps, number of steps)."""
-    total, steps = torch.zeros((), device=device), 0
-    bar = tqdm(loader, leave=False, desc=desc, disable=not progress)
-    for batch in bar:
+def train_epoch(step: TrainStep, loader: DataLoader, device: torch.device, desc: str = 'epoch',
+                progress: bool = True) -> EpochStats:
+    """One pass over `loader`, one `step` per batch; the losses stay on the device until the
+    end (and every LOG_EVERY steps for the progress bar)."""
+    losses = torch.zeros(len(loader), device=device)
+    steps, data_seconds = 0, 0.0
+    compile_before = step.compile_seconds
+    bar = tqdm(total=len(loader), leave=False, desc=desc, disable=not progress)
+    start = time.perf_counter()
+    batches = iter(loader)
+    while True:
+        wait = time.perf_counter()
+        batch = next(batches, None)
+        data_seconds += time.perf_counter() - wait
+        if batch is None:
+            break
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        total += train_step(model, batch, optimizer, norms, impl, scaler)
+        losses[steps] = step(batch)
         steps += 1
+        bar.update()
         if progress and steps % LOG_EVERY == 0:
-            bar.set_postfix(loss=f'{total.item() / steps:.4f}')
-    return total.item() / max(steps, 1), steps
-
+            bar.set_postfix(loss=f'{losses[:steps].mean().item():.4f}')
+    losses = losses[:steps].cpu()  # waits for the last step
+    seconds = time.perf_counter() - start
+    bar.close()
+    compile_seconds = (step.compile_seconds or 0.0) if compile_before is None else 0.0
+    return EpochStats(losses, seconds, data_seconds, compile_seconds)

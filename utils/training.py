@@ -13,12 +13,19 @@ OPTIMIZERS = {'sgd': torch.optim.SGD, 'adam': torch.optim.Adam}
 
 
 def make_optimizer(params: Iterable[nn.Parameter], spec: Dict[str, Any],
-                   load_sd: bool = False) -> torch.optim.Optimizer:
-    """Optimizer from the official spec {'name': 'adam'|'sgd', 'args': {...}, 'sd': ...}."""
+                   load_sd: bool = False, fused: bool = False) -> torch.optim.Optimizer:
+    """Optimizer from the official spec {'name': 'adam'|'sgd', 'args': {...}, 'sd': ...}.
+
+    fused: PyTorch's fused implementation (one kernel for all parameters instead of a few per
+    tensor; the same update to float rounding), unless the spec's args say otherwise.
+    """
     if spec.get('name') not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer '{spec.get('name')}'; known: "
                          f"{', '.join(sorted(OPTIMIZERS))}")
-    optimizer = OPTIMIZERS[spec['name']](params, **spec.get('args', {}))
+    args = dict(spec.get('args', {}))
+    if fused:
+        args.setdefault('fused', True)
+    optimizer = OPTIMIZERS[spec['name']](params, **args)
     if load_sd:
         optimizer.load_state_dict(spec['sd'])
     return optimizer
