@@ -16,9 +16,14 @@ tensorboard logs, epoch-last.pth every epoch, epoch-<N>.pth every epoch_save epo
 epoch-best.pth at the best validation PSNR, in the official checkpoint format; --resume
 continues from epoch-last.pth with model, optimizer, scheduler, epoch and RNG states.
 
+The training step's speed-ups (training/step.py): --amp (bf16 autocast), --compile (on a
+CUDA device by default, with CUDA graphs), --channels-last, --fused-optimizer; every step's
+loss goes to <run folder>/losses.csv (scripts/compare_losses.py compares runs).
+
 Examples:
   python train_liif.py --config configs/train-t91/train_t91_small-liif.yaml \\
       --data-root ../shared/data
+  python train_liif.py --config configs/train-div2k/train_edsr-baseline-liif.yaml --amp
   torchrun --nproc_per_node 2 train_liif.py \\
       --config configs/train-div2k/train_edsr-baseline-liif.yaml
 """
@@ -44,8 +49,8 @@ from utils.config_schema import train_schema
 from utils.files import atomic_path
 from utils.schema import check_config
 from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
-from training import (COMPILE_CHOICES, TrainStep, make_loader, resolve_step_options,
-                      train_epoch)
+from training import (COMPILE_CHOICES, TrainStep, append_losses_csv, make_loader, precision_of,
+                      resolve_step_options, start_losses_csv, train_epoch)
 from utils.devices import PRECISIONS
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
                             rng_state, seed_everything, set_rng_state, unwrap)
@@ -62,9 +67,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true',
                         help='continue from <run folder>/epoch-last.pth')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N (default: auto)')
+    parser.add_argument('--device', default='auto',
+                        help='auto, cpu, cuda or cuda:N (default: auto)')
     parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
-                        help='folder that replaces ./load in config paths (default: $LIIF_DATA_ROOT)')
+                        help='folder that replaces ./load in config paths '
+                             '(default: $LIIF_DATA_ROOT)')
     parser.add_argument('--num-workers', type=int, default=None,
                         help='data loading processes per rank (default: 4 on CUDA, 0 on CPU)')
     parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
@@ -149,7 +156,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
-    precision = step_precision(args.precision, args.amp)
+    precision = precision_of(args.precision, args.amp)
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     name = args.name or os.path.splitext(os.path.basename(args.config))[0]
@@ -269,32 +276,6 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     if writer is not None:
         writer.close()
     return 0
-
-
-def step_precision(precision: Optional[str], amp: bool) -> str:
-    """--precision and its shorthand --amp (bf16) as one precision."""
-    if amp and precision not in (None, 'bf16'):
-        raise ValueError(f"--amp is --precision bf16; it contradicts --precision {precision}")
-    return 'bf16' if amp else precision or 'fp32'
-
-
-def start_losses_csv(path: str, epoch_start: int) -> None:
-    """The run's per-step losses file (`epoch,step,loss`), kept to the epochs before
-    epoch_start: rows of an epoch a stopped run logged but did not checkpoint go."""
-    rows = []
-    if os.path.isfile(path):
-        with open(path) as f:
-            rows = [r for r in f.read().splitlines()[1:] if int(r.split(',')[0]) < epoch_start]
-    with atomic_path(path) as tmp, open(tmp, 'w') as f:
-        f.write('\n'.join(['epoch,step,loss'] + rows) + '\n')
-
-
-def append_losses_csv(path: str, epoch: int, losses: torch.Tensor) -> None:
-    """Appends one epoch's per-step losses to the run's losses file."""
-    with open(path) as f:
-        step = sum(1 for _ in f) - 1
-    with open(path, 'a') as f:
-        f.writelines(f'{epoch},{step + i + 1},{v:.6f}\n' for i, v in enumerate(losses.tolist()))
 
 
 def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,

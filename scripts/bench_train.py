@@ -1,39 +1,55 @@
-"""Training speed of a config: iterations per second and peak memory on the current device.
+"""Training speed of a config: iterations per second, peak memory, and the projected time of
+the config's whole recipe on the current device.
 
 Builds the config's model and optimizer and times full training steps (forward, L1 loss,
-backward, Adam) on random batches of the config's shape (batch_size, inp_size, sample_q), so
-it needs no data set. The first --warmup steps are not timed.
+backward, optimizer) with the speed-ups train_liif.py would use (the same flags and 'auto'
+defaults) on random batches of the config's shape (batch_size, inp_size, sample_q), so it
+needs no data set. The first --warmup steps (and torch.compile's compiling) are not timed.
 
 With --loader N it also times the config's own training data loader alone (N batches after
 one untimed, --num-workers processes as train_liif.py uses them: 4 on CUDA, 0 on a CPU by
-default) and prints its samples/s and whether it keeps up with the step: the share of an
-iteration the loader would take, were it not overlapped with the step.
+default): its samples/s, and the share of an iteration the step would wait for data.
+
+The projection: epoch_max x ceil(samples per epoch / batch_size) iterations at the measured
+rate (the slower of the step and the loader, with --loader). Samples per epoch come from the
+config's image folder where it exists, else from the official size of DIV2K's training set
+(800 images).
 
 Examples:
   python scripts/bench_train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml \\
       --device cpu --steps 10
+  python scripts/bench_train.py --config configs/train-div2k/train_edsr-baseline-liif.yaml \\
+      --device cpu --amp --compile on
   python scripts/bench_train.py --config configs/train-t91/train_t91_small-liif.yaml \\
       --data-root ../shared/data --loader 20
 """
 import argparse
+import math
 import os
 import resource
 import sys
 import time
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import datasets  # noqa: E402
 import models  # noqa: E402
-from training import make_loader, train_step  # noqa: E402
+from inference import normalisers  # noqa: E402
+from training import (COMPILE_CHOICES, TrainStep, make_loader, precision_of,  # noqa: E402
+                      resolve_step_options)
 from utils import resolve_device  # noqa: E402
 from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
-from inference import normalisers  # noqa: E402
+from utils.devices import PRECISIONS  # noqa: E402
 from utils.training import Distributed, make_optimizer  # noqa: E402
 
+# Training images of the official data sets, by the folder the configs name (for projecting
+# a recipe where the data set is not on this machine).
+OFFICIAL_SIZES = {'DIV2K_train_HR': 800}
 
-def main(argv: Optional[List[str]] = None) -> int:
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='training config (YAML)')
@@ -42,11 +58,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps (default: 2)')
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path (default: %(default)s)')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision (float16 autocast + grad scaling), CUDA only')
+    parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
+                        help='fp32 (default), bf16, fp16 (CUDA only), as train_liif.py')
+    parser.add_argument('--amp', action='store_true', help='shorthand for --precision bf16')
+    parser.add_argument('--compile', choices=COMPILE_CHOICES, default='auto',
+                        help='as train_liif.py (default auto: graphs on CUDA, off on the CPU)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='as train_liif.py (default auto: on CUDA in bf16/fp16)')
+    parser.add_argument('--fused-optimizer', choices=['auto', 'on', 'off'], default='auto',
+                        help='as train_liif.py (default auto: on CUDA)')
     parser.add_argument('--loader', type=int, default=0, metavar='N',
-                        help='also time N batches of the config\'s data loader alone (default: 0, '
-                             'off)')
+                        help="also time N batches of the config's data loader alone "
+                             "(default: 0, off)")
     parser.add_argument('--num-workers', type=int, default=None,
                         help='loader processes (default: 4 on CUDA, 0 on CPU, as train_liif.py)')
     parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
@@ -54,63 +77,110 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
                         help='config overrides, e.g. train_dataset.batch_size=4')
     args = parser.parse_args(argv)
-    config = apply_overrides(load_config(args.config), args.overrides)
-    device = resolve_device(args.device)
-    if args.amp and device.type != 'cuda':
-        print('error: --amp needs a CUDA device', file=sys.stderr)
-        return 2
-    scaler = torch.amp.GradScaler('cuda') if args.amp else None
-    spec = require(config, 'train_dataset', args.config)
+    for name in ('steps', 'warmup', 'loader'):
+        if getattr(args, name) < (1 if name == 'steps' else 0):
+            parser.error(f"--{name} must be >= {1 if name == 'steps' else 0}, got "
+                         f"{getattr(args, name)}")
+    return args
+
+
+def random_batch(spec: Dict[str, Any], device: torch.device) -> Dict[str, torch.Tensor]:
+    """A batch of the shape a train_dataset spec gives (flat queries), random values."""
     wrapper = spec['wrapper']['args']
     batch_size, inp_size = spec['batch_size'], wrapper['inp_size']
     sample_q = wrapper.get('sample_q')
     if sample_q is None:  # the `-fast` wrappers keep h*w HR pixels; the others all of the crop
         sample_q = inp_size ** 2 if spec['wrapper']['name'].endswith('-fast') else \
             round(inp_size * wrapper.get('scale_max', 1)) ** 2
+    g = torch.Generator().manual_seed(0)
+    return {k: v.to(device) for k, v in {
+        'inp': torch.rand(batch_size, 3, inp_size, inp_size, generator=g),
+        'coord': torch.rand(batch_size, sample_q, 2, generator=g) * 2 - 1,
+        'cell': torch.full((batch_size, sample_q, 2), 2 / (inp_size * 2)),
+        'gt': torch.rand(batch_size, sample_q, 3, generator=g)}.items()}
 
-    torch.manual_seed(0)
-    model = models.make(config['model']).to(device).train()
-    optimizer = make_optimizer(model.parameters(), config['optimizer'])
-    norms = normalisers(config.get('data_norm'), device)
-    batch = {'inp': torch.rand(batch_size, 3, inp_size, inp_size, device=device),
-             'coord': torch.rand(batch_size, sample_q, 2, device=device) * 2 - 1,
-             'cell': torch.full((batch_size, sample_q, 2), 2 / (inp_size * 2), device=device),
-             'gt': torch.rand(batch_size, sample_q, 3, device=device)}
-    for _ in range(args.warmup):
-        train_step(model, batch, optimizer, norms, args.impl, scaler)
+
+def iterations_of_recipe(config: Dict[str, Any], data_root: Optional[str]) -> Optional[int]:
+    """epoch_max x batches per epoch of the config's training set (None if unknown)."""
+    spec = reroot(config, data_root)['train_dataset']
+    args = spec['dataset'].get('args', {})
+    root = args.get('root_path')
+    if root is None:
+        return None
+    if os.path.isdir(root):
+        n = len(datasets.make({'name': spec['dataset']['name'], 'args': {**args, 'cache': 'none'}}))
+    elif os.path.basename(os.path.normpath(root)) in OFFICIAL_SIZES:
+        n = OFFICIAL_SIZES[os.path.basename(os.path.normpath(root))]
+        n = min(n, args.get('first_k') or n) * args.get('repeat', 1)
+    else:
+        return None
+    return config['epoch_max'] * math.ceil(n / spec['batch_size'])
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = apply_overrides(load_config(args.config), args.overrides)
+        device = resolve_device(args.device)
+        precision = precision_of(args.precision, args.amp)
+        options = resolve_step_options(
+            device, args.impl, precision, args.compile,
+            None if args.channels_last == 'auto' else args.channels_last == 'on')
+        spec = require(config, 'train_dataset', args.config)
+        batch = random_batch(spec, device)
+        torch.manual_seed(0)
+        model = models.make(config['model']).to(device).train()
+        fused = args.fused_optimizer == 'on' or (args.fused_optimizer == 'auto' and
+                                                  device.type == 'cuda')
+        optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
+        step = TrainStep(model, optimizer, normalisers(config.get('data_norm'), device), options)
+    except (OSError, ValueError, KeyError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    for _ in range(max(args.warmup, 1 if options.compile else 0)):
+        step(batch)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
         torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(args.steps):
-        train_step(model, batch, optimizer, norms, args.impl, scaler)
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+        loss = step(batch)
+    loss.item()  # waits for the last step
+    seconds = (time.perf_counter() - start) / args.steps
     if device.type == 'cuda':
         peak = f'{torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f} MB (CUDA allocator)'
     else:
         peak = f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB (process RSS)'
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
+    B, Q = batch['coord'].shape[:2]
+    compiled = '' if step.compile_seconds is None else \
+        f' (compiled in {step.compile_seconds:.1f} s)'
     print(f'config: {args.config}\nmodel: {config["model"]["name"]}, {n_params:.2f}M parameters; '
-          f'batch {batch_size} x {inp_size}x{inp_size} LR, {sample_q} queries; impl {args.impl}'
-          f'{", amp" if args.amp else ""}\n'
+          f'batch {B} x {batch["inp"].shape[-1]}x{batch["inp"].shape[-1]} LR, {Q} queries\n'
+          f'step: {options}, fused optimizer: {fused}{compiled}\n'
           f'device: {device}, threads: {torch.get_num_threads()}\n'
-          f'iterations/s: {args.steps / seconds:.3f} ({seconds / args.steps:.3f} s each)\n'
+          f'iterations/s: {1 / seconds:.3f} ({seconds:.4f} s each)\n'
           f'peak memory: {peak}')
+    iteration = seconds
     if args.loader:
         workers = args.num_workers if args.num_workers is not None else \
             (4 if device.type == 'cuda' else 0)
         try:
-            loader_seconds = time_loader(reroot(config, args.data_root), args.config, args.loader,
-                                         workers, device)
+            load = time_loader(reroot(config, args.data_root), args.config, args.loader,
+                               workers, device) / args.loader
         except (OSError, ValueError, KeyError) as e:
             print(f'error: {e}', file=sys.stderr)
             return 2
-        step, load = seconds / args.steps, loader_seconds / args.loader
-        print(f'loader: {batch_size / load:.1f} samples/s ({load:.3f} s a batch, {workers} '
-              f'workers); {"keeps up with" if load <= step else "slower than"} the step; '
-              f'{100 * load / (load + step):.0f}% of an iteration if not overlapped')
+        iteration = max(seconds, load)
+        print(f'loader: {B / load:.1f} samples/s ({load:.4f} s a batch, {workers} workers); '
+              f'{"keeps up with" if load <= seconds else "slower than"} the step; '
+              f'data wait {100 * max(load - seconds, 0) / iteration:.0f}% of an iteration '
+              f'(loading overlapped with the step), {100 * load / (load + seconds):.0f}% '
+              'if not overlapped')
+    iterations = iterations_of_recipe(config, args.data_root)
+    if iterations is not None:
+        print(f'projected recipe: {iterations} iterations ({config["epoch_max"]} epochs) in '
+              f'{iterations * iteration / 3600:.1f} h at {1 / iteration:.2f} it/s')
     return 0
 
 

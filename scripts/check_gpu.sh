@@ -1,31 +1,41 @@
 #!/usr/bin/env bash
-# The GPU figures of the README in one run (under 8 minutes on one GPU), printed as one table:
+# The GPU figures of the README in one run (about 10 minutes on one GPU), printed as one table:
 #   1. the device-parametrised tests (reference vectors, fast paths) on cuda (LIIF_TEST_DEVICE);
 #   2. scripts/bench_inference.py: EDSR-baseline-LIIF (fp32 / bf16 / fp16, each also under
 #      torch.compile), then LTE, lte-fast, SRNO and MetaSR from their official configs
 #      (random weights), 128x128 input at x4 and x12, the GPU's chunk policy;
-#   3. scripts/bench_train.py on train_edsr-baseline-liif.yaml, fast and reference path, each
-#      with and without --amp;
+#   3. scripts/bench_train.py on train_edsr-baseline-liif.yaml: the plain fp32 step, the
+#      default (compiled, CUDA graphs, fused Adam), --amp, fp16, the reference path, the data
+#      loader alone; LTE and SRNO plain and --amp (projected recipe times included);
 #   4. two DDP training epochs with 2 processes on generated images, when 2 GPUs exist.
 # Without CUDA it is a dry run: it says what it would measure and exits 0.
-# usage: bash scripts/check_gpu.sh        (PYTHON=... picks the interpreter; default .venv)
+# usage: bash scripts/check_gpu.sh        (PYTHON=... picks the interpreter; default .venv;
+#        ONLY=train runs only the checks whose names start with "train")
 set -uo pipefail
-[[ ${1:-} != -h && ${1:-} != --help ]] || { sed -n '2,9p' "$0"; exit 0; }
+[[ ${1:-} != -h && ${1:-} != --help ]] || { sed -n '2,11p' "$0"; exit 0; }
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3)}
 CONFIG=configs/train-div2k/train_edsr-baseline-liif.yaml
 MODEL=pretrained/edsr-baseline-liif.pth
+DATA_ROOT=${LIIF_DATA_ROOT:-$([[ -d ../shared/data ]] && echo ../shared/data || echo load)}
 [[ -f $MODEL ]] || MODEL=$CONFIG  # random weights: the same speed
 OTHERS="configs/train-div2k/train_edsr-baseline-lte.yaml configs/train-div2k/train_edsr-baseline-lte-fast.yaml configs/train-div2k/train_edsr-sronet.yaml configs/train-div2k/train_edsr-baseline-metasr.yaml"
-TESTS="tests/test_renderer.py tests/test_models.py tests/test_platform.py tests/test_fast_path.py"
+TESTS="tests/test_renderer.py tests/test_models.py tests/test_platform.py tests/test_fast_path.py tests/test_train_speedups.py"
 STEPS=(
   "tests|timeout 240 env LIIF_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider $TESTS"
   "inference|timeout 150 $PY scripts/bench_inference.py --model $MODEL --size 128 --scales 4 12 30 --precision fp32 bf16 fp16 --compile --device cuda"
   "inference others|timeout 150 $PY scripts/bench_inference.py --model $OTHERS --size 128 --scales 4 12 --precision fp32 bf16 --device cuda"
-  "train fast|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl fast"
-  "train fast amp|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl fast --amp"
-  "train reference|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl reference"
-  "train reference amp|timeout 45 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --impl reference --amp"
+  "train plain fp32 (eager, unfused)|timeout 90 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 50 --compile off --fused-optimizer off"
+  "train default (graphs, fused)|timeout 150 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 200"
+  "train amp (bf16, graphs, fused, NHWC)|timeout 150 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 200 --amp"
+  "train amp compile on (no graphs)|timeout 150 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 200 --amp --compile on"
+  "train fp16 (graphs, grad scaler)|timeout 150 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 200 --precision fp16"
+  "train reference amp|timeout 150 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 100 --impl reference --amp"
+  "train loader (4 workers)|timeout 90 $PY scripts/bench_train.py --config $CONFIG --device cuda --steps 20 --compile off --loader 100 --data-root $DATA_ROOT --set train_dataset.dataset.args.root_path=$DATA_ROOT/train/DIV2K_sample train_dataset.dataset.args.repeat=800"
+  "train lte plain|timeout 90 $PY scripts/bench_train.py --config configs/train-div2k/train_edsr-baseline-lte.yaml --device cuda --steps 30 --compile off --fused-optimizer off"
+  "train lte amp|timeout 150 $PY scripts/bench_train.py --config configs/train-div2k/train_edsr-baseline-lte.yaml --device cuda --steps 100 --amp"
+  "train srno plain|timeout 90 $PY scripts/bench_train.py --config configs/train-div2k/train_edsr-sronet.yaml --device cuda --steps 30 --compile off --fused-optimizer off"
+  "train srno amp|timeout 150 $PY scripts/bench_train.py --config configs/train-div2k/train_edsr-sronet.yaml --device cuda --steps 100 --amp"
 )
 
 gpus=$($PY -c 'import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)' 2>/dev/null || echo 0)
@@ -50,13 +60,15 @@ run_step() {  # name, command: runs it, keeps its output in $work/<n>.log, adds 
       while IFS='|' read -r _ model scale output path chunk seconds mps peak speedup diff _; do
         rows+=("| inference $model $scale $output $path, chunks of ${chunk// /} | ${seconds// /} s, ${mps// /} MP/s, peak ${peak// /} MB, ${speedup// /} the reference, max abs diff ${diff// /} | |")
       done < <(grep '^| ' "$log" | grep -v '^| model');;
-    *) rows+=("| $name | $(grep -E 'iterations/s' "$log" | cut -d' ' -f2-), peak $(grep -E 'peak memory' "$log" | cut -d' ' -f3-) | $took |");;
+    *) rows+=("| $name | $(grep -E 'iterations/s' "$log" | cut -d' ' -f2-), peak $(grep -E 'peak memory' "$log" | cut -d' ' -f3-)$(grep -E '^loader|compiled in' "$log" | sed -E 's/.*(compiled in [0-9.]+ s).*/\1/; s/^/; /' | tr -d '\n' | cut -c1-200); $(grep -E '^projected' "$log" | cut -c19-) | $took |");;
   esac
   if [[ $status != 0 ]]; then rows+=("| $name: exit status $status | $(tail -1 "$log" | cut -c1-150) | $took |"); fi
 }
-for step in "${STEPS[@]}"; do run_step "${step%%|*}" "${step#*|}"; done
+for step in "${STEPS[@]}"; do
+  [[ ${step%%|*} == ${ONLY:-}* ]] && run_step "${step%%|*}" "${step#*|}"
+done
 
-if [[ $gpus -ge 2 ]]; then
+if [[ $gpus -ge 2 && ddp == ${ONLY:-}* ]]; then
   $PY - "$work" <<'EOF'
 import os, sys
 import numpy as np

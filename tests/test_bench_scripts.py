@@ -34,3 +34,17 @@ def test_bench_train_times_the_step_and_the_loader(capsys, tmp_path):
                              '--set', 'train_dataset.batch_size=2']) == 0
     out = capsys.readouterr().out
     assert 'iterations/s:' in out and 'samples/s' in out
+    # 34 epochs of 4 images x repeat 40 in batches of 2.
+    assert 'projected recipe: 2720 iterations (34 epochs)' in out
+
+
+def test_bench_train_projects_an_official_recipe_and_compiles(capsys):
+    config = os.path.join(REPO, 'configs', 'train-div2k', 'train_edsr-baseline-liif.yaml')
+    assert bench_train.main(['--config', config, '--device', 'cpu', '--steps', '1', '--warmup',
+                             '0', '--amp', '--compile', 'on', '--set',
+                             'train_dataset.batch_size=1', 'train_dataset.wrapper.args.sample_q=64',
+                             'model.args.encoder_spec.args.n_resblocks=1']) == 0
+    out = capsys.readouterr().out
+    assert "precision='bf16', compile=True" in out and 'compiled in' in out
+    # DIV2K (800 images, not on this machine) x repeat 20 in batches of 1, 1000 epochs.
+    assert 'projected recipe: 16000000 iterations (1000 epochs)' in out

@@ -6,8 +6,9 @@ runs it as a training step with the speed-ups of `StepOptions`, each optional:
   * precision: the forward under bf16 or fp16 autocast (fp16 with a gradient scaler);
   * compile: the objective (forward and, through AOTAutograd, backward) under torch.compile
     for the first batch's shape (a recipe's batches all have it; another shape, such as an
-    epoch's last partial batch, runs eagerly instead of compiling again); with cuda_graphs, mode 'reduce-overhead',
-    which replays the compiled step as CUDA graphs (one launch instead of hundreds);
+    epoch's last partial batch, runs eagerly instead of compiling again); with cuda_graphs,
+    mode 'reduce-overhead', which replays the compiled step as CUDA graphs (one launch
+    instead of hundreds);
   * channels_last: the model's convolutions in NHWC layout (faster tensor-core kernels);
 and it never reads the loss (a host-device synchronisation): the caller decides when.
 Where compiling fails (no C++ compiler, no Triton, an unsupported operation) the step says
@@ -55,6 +56,13 @@ class StepOptions:
                              "torch.compile's 'reduce-overhead' mode)")
 
 
+def precision_of(precision: Optional[str], amp: bool) -> str:
+    """The precision of the --precision flag and its shorthand --amp (bf16); None: fp32."""
+    if amp and precision not in (None, 'bf16'):
+        raise ValueError(f"--amp is --precision bf16; it contradicts --precision {precision}")
+    return 'bf16' if amp else precision or 'fp32'
+
+
 def resolve_step_options(device: torch.device, impl: str = 'fast', precision: str = 'fp32',
                          compile: str = 'auto', channels_last: Optional[bool] = None,
                          distributed: bool = False) -> StepOptions:
@@ -77,6 +85,9 @@ def resolve_step_options(device: torch.device, impl: str = 'fast', precision: st
     if compile == 'graphs' and not cuda:
         raise ValueError(f"compile mode 'graphs' (CUDA graphs) needs a CUDA device, not "
                          f"{device}; use 'on' or 'off'")
+    if compile == 'graphs' and distributed:
+        raise ValueError("compile mode 'graphs' cannot run under DistributedDataParallel (a "
+                         "CUDA graph does not capture its gradient all-reduce); use 'on'")
     if channels_last is None:
         channels_last = cuda and precision != 'fp32'
     return StepOptions(impl=impl, precision=precision, compile=compile != 'off',
