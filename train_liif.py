@@ -156,7 +156,10 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
-    precision = precision_of(args.precision, args.amp)
+    options = resolve_step_options(
+        device, args.impl, precision_of(args.precision, args.amp), args.compile,
+        None if args.channels_last == 'auto' else args.channels_last == 'on',
+        distributed.enabled)
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     name = args.name or os.path.splitext(os.path.basename(args.config))[0]
@@ -207,10 +210,6 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
     if args.resume:
         logger.info(f'resumed from {last_path} at epoch {epoch_start - 1}')
-    options = resolve_step_options(
-        device, args.impl, precision, args.compile,
-        None if args.channels_last == 'auto' else args.channels_last == 'on',
-        distributed.enabled)
     if options.channels_last:  # before DDP, which registers the parameters as they are
         model.to(memory_format=torch.channels_last)
     if distributed.enabled:

@@ -261,6 +261,12 @@ CASES = [
          lambda w: (w.trained_run(), _drop_optimizer(w.path('save/train/epoch-last.pth')),
                     train(w, w.path('train.yaml'), '--resume', '--set', 'epoch_max=2'))[2],
          'has no optimizer state'),
+    Case('train_liif.py', '--compile graphs (CUDA graphs) on a CPU',
+         lambda w: train(w, w.train_config(), '--compile', 'graphs'),
+         "compile mode 'graphs' (CUDA graphs) needs a CUDA device"),
+    Case('train_liif.py', '--precision fp16 on a CPU',
+         lambda w: train(w, w.train_config(), '--precision', 'fp16'),
+         'precision fp16 (with a gradient scaler) needs a CUDA device'),
     # scripts
     Case('scripts/make_lr.py', '--out that is a file',
          lambda w: ['--hr', w.folder_with_image('hr1'), '--out', w.image('o.png'), '--quiet'],

@@ -82,16 +82,25 @@ def resolve_step_options(device: torch.device, impl: str = 'fast', precision: st
     cuda = device.type == 'cuda'
     if compile == 'auto':
         compile = ('on' if distributed else 'graphs') if cuda else 'off'
-    if compile == 'graphs' and not cuda:
-        raise ValueError(f"compile mode 'graphs' (CUDA graphs) needs a CUDA device, not "
-                         f"{device}; use 'on' or 'off'")
-    if compile == 'graphs' and distributed:
-        raise ValueError("compile mode 'graphs' cannot run under DistributedDataParallel (a "
-                         "CUDA graph does not capture its gradient all-reduce); use 'on'")
     if channels_last is None:
         channels_last = cuda and precision != 'fp32'
-    return StepOptions(impl=impl, precision=precision, compile=compile != 'off',
-                       cuda_graphs=compile == 'graphs', channels_last=channels_last)
+    options = StepOptions(impl=impl, precision=precision, compile=compile != 'off',
+                          cuda_graphs=compile == 'graphs', channels_last=channels_last)
+    check_fits(options, device, distributed)
+    return options
+
+
+def check_fits(options: StepOptions, device: torch.device, distributed: bool = False) -> None:
+    """ValueError naming the option if `options` cannot run on `device` (or under DDP)."""
+    if options.cuda_graphs and device.type != 'cuda':
+        raise ValueError(f"compile mode 'graphs' (CUDA graphs) needs a CUDA device, not "
+                         f"{device}; use 'on' or 'off'")
+    if options.cuda_graphs and distributed:
+        raise ValueError("compile mode 'graphs' cannot run under DistributedDataParallel (a "
+                         "CUDA graph does not capture its gradient all-reduce); use 'on'")
+    if options.precision == 'fp16' and device.type != 'cuda':
+        raise ValueError("precision fp16 (with a gradient scaler) needs a CUDA device; "
+                         "use bf16 or fp32 on the CPU")
 
 
 def l1_objective(model: nn.Module, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
@@ -133,9 +142,7 @@ class TrainStep:
         self.model, self.optimizer, self.norms, self.options = model, optimizer, norms, options
         self.dtype = PRECISIONS[options.precision]
         device = next(model.parameters()).device
-        if options.precision == 'fp16' and device.type != 'cuda':
-            raise ValueError("precision fp16 (with a gradient scaler) needs a CUDA device; "
-                             "use bf16 or fp32 on the CPU")
+        check_fits(options, device, isinstance(model, nn.parallel.DistributedDataParallel))
         self.scaler = torch.amp.GradScaler(device.type) if options.precision == 'fp16' else None
         if options.channels_last and not isinstance(model, nn.parallel.DistributedDataParallel):
             model.to(memory_format=torch.channels_last)  # (a DDP model: before wrapping it)
