@@ -49,9 +49,8 @@ from utils.config_schema import train_schema
 from utils.files import atomic_path
 from utils.schema import check_config
 from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
-from training import (COMPILE_CHOICES, TrainStep, append_losses_csv, make_loader, precision_of,
-                      resolve_step_options, start_losses_csv, train_epoch)
-from utils.devices import PRECISIONS
+from training import (TrainStep, add_step_arguments, append_losses_csv, make_loader,
+                      start_losses_csv, step_options_from_args, train_epoch)
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
                             rng_state, seed_everything, set_rng_state, unwrap)
 
@@ -74,20 +73,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              '(default: $LIIF_DATA_ROOT)')
     parser.add_argument('--num-workers', type=int, default=None,
                         help='data loading processes per rank (default: 4 on CUDA, 0 on CPU)')
-    parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
-                        help='autocast of the forward: fp32 (default), bf16, or fp16 with '
-                             'gradient scaling (CUDA only)')
-    parser.add_argument('--amp', action='store_true',
-                        help='mixed precision: shorthand for --precision bf16')
-    parser.add_argument('--compile', choices=COMPILE_CHOICES, default='auto',
-                        help='torch.compile the training step: on, graphs (and replay it as '
-                             'CUDA graphs), off, or auto: graphs on CUDA (on under torchrun), '
-                             'off on the CPU (default: auto)')
-    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
-                        help='NHWC layout for the convolutions (default auto: on CUDA in '
-                             'bf16/fp16)')
-    parser.add_argument('--fused-optimizer', choices=['auto', 'on', 'off'], default='auto',
-                        help="PyTorch's fused Adam/SGD (default auto: on CUDA)")
+    add_step_arguments(parser)
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path for training and validation (default: %(default)s)')
     parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
@@ -156,10 +142,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
-    options = resolve_step_options(
-        device, args.impl, precision_of(args.precision, args.amp), args.compile,
-        None if args.channels_last == 'auto' else args.channels_last == 'on',
-        distributed.enabled)
+    options, fused = step_options_from_args(args, device, distributed.enabled)
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     name = args.name or os.path.splitext(os.path.basename(args.config))[0]
@@ -183,8 +166,6 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     # --- model, optimizer, schedule; a resumed run's state must fit before anything is
     # written to its folder ---
     model = models.make(config['model']).to(device)
-    fused = args.fused_optimizer == 'on' or (args.fused_optimizer == 'auto' and
-                                              device.type == 'cuda')
     optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
     scheduler = make_scheduler(config, optimizer)
     epoch_start, best_psnr = 1, -1e18

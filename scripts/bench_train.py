@@ -37,11 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 import models  # noqa: E402
 from inference import normalisers  # noqa: E402
-from training import (COMPILE_CHOICES, TrainStep, make_loader, precision_of,  # noqa: E402
-                      resolve_step_options)
+from training import (TrainStep, add_step_arguments, make_loader,  # noqa: E402
+                      step_options_from_args)
 from utils import resolve_device  # noqa: E402
 from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
-from utils.devices import PRECISIONS  # noqa: E402
 from utils.training import Distributed, make_optimizer  # noqa: E402
 
 # Training images of the official data sets, by the folder the configs name (for projecting
@@ -58,15 +57,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps (default: 2)')
     parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
                         help='query path (default: %(default)s)')
-    parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
-                        help='fp32 (default), bf16, fp16 (CUDA only), as train_liif.py')
-    parser.add_argument('--amp', action='store_true', help='shorthand for --precision bf16')
-    parser.add_argument('--compile', choices=COMPILE_CHOICES, default='auto',
-                        help='as train_liif.py (default auto: graphs on CUDA, off on the CPU)')
-    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
-                        help='as train_liif.py (default auto: on CUDA in bf16/fp16)')
-    parser.add_argument('--fused-optimizer', choices=['auto', 'on', 'off'], default='auto',
-                        help='as train_liif.py (default auto: on CUDA)')
+    add_step_arguments(parser)  # as train_liif.py, with its 'auto' defaults
     parser.add_argument('--loader', type=int, default=0, metavar='N',
                         help="also time N batches of the config's data loader alone "
                              "(default: 0, off)")
@@ -122,16 +113,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = apply_overrides(load_config(args.config), args.overrides)
         device = resolve_device(args.device)
-        precision = precision_of(args.precision, args.amp)
-        options = resolve_step_options(
-            device, args.impl, precision, args.compile,
-            None if args.channels_last == 'auto' else args.channels_last == 'on')
+        options, fused = step_options_from_args(args, device)
         spec = require(config, 'train_dataset', args.config)
         batch = random_batch(spec, device)
         torch.manual_seed(0)
         model = models.make(config['model']).to(device).train()
-        fused = args.fused_optimizer == 'on' or (args.fused_optimizer == 'auto' and
-                                                  device.type == 'cuda')
         optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
         step = TrainStep(model, optimizer, normalisers(config.get('data_norm'), device), options)
     except (OSError, ValueError, KeyError) as e:

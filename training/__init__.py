@@ -3,5 +3,5 @@ one epoch (training.loop), the per-step loss log (training.loss_log); train_liif
 command that parses a config, builds the run and calls them."""
 from .loop import LOG_EVERY, EpochStats, make_loader, train_epoch
 from .loss_log import append_losses_csv, start_losses_csv
-from .step import (COMPILE_CHOICES, StepOptions, TrainStep, l1_objective, precision_of,
-                   resolve_step_options)
+from .step import (COMPILE_CHOICES, StepOptions, TrainStep, add_step_arguments, l1_objective,
+                   precision_of, resolve_step_options, step_options_from_args)

@@ -14,10 +14,11 @@ and it never reads the loss (a host-device synchronisation): the caller decides 
 Where compiling fails (no C++ compiler, no Triton, an unsupported operation) the step says
 why once and continues eagerly, with the same values.
 """
+import argparse
 import logging
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -54,6 +55,37 @@ class StepOptions:
         if self.cuda_graphs and not self.compile:
             raise ValueError("cuda_graphs needs compile (CUDA graphs are captured by "
                              "torch.compile's 'reduce-overhead' mode)")
+
+
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """The speed-up flags of train_liif.py and scripts/bench_train.py (read them with
+    step_options_from_args)."""
+    parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
+                        help='autocast of the forward: fp32 (default), bf16, or fp16 with '
+                             'gradient scaling (CUDA only)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: shorthand for --precision bf16')
+    parser.add_argument('--compile', choices=COMPILE_CHOICES, default='auto',
+                        help='torch.compile the training step: on, graphs (and replay it as '
+                             'CUDA graphs), off, or auto: graphs on CUDA (on under torchrun), '
+                             'off on the CPU (default: auto)')
+    parser.add_argument('--channels-last', choices=['auto', 'on', 'off'], default='auto',
+                        help='NHWC layout for the convolutions (default auto: on CUDA in '
+                             'bf16/fp16)')
+    parser.add_argument('--fused-optimizer', choices=['auto', 'on', 'off'], default='auto',
+                        help="PyTorch's fused Adam/SGD (default auto: on CUDA)")
+
+
+def step_options_from_args(args: argparse.Namespace, device: torch.device,
+                           distributed: bool = False) -> Tuple[StepOptions, bool]:
+    """(the step's options, whether the optimizer is fused) from add_step_arguments' flags and
+    args.impl, 'auto' resolved for `device`; ValueError for what it cannot run."""
+    options = resolve_step_options(
+        device, args.impl, precision_of(args.precision, args.amp), args.compile,
+        None if args.channels_last == 'auto' else args.channels_last == 'on', distributed)
+    fused = args.fused_optimizer == 'on' or (args.fused_optimizer == 'auto' and
+                                              device.type == 'cuda')
+    return options, fused
 
 
 def precision_of(precision: Optional[str], amp: bool) -> str:
