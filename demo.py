@@ -1,5 +1,5 @@
-"""Upscale one image to any size with an arbitrary-scale model: LIIF, MetaSR, LTE, lte-fast or
-SRNO (the checkpoint says which).
+"""Upscale one image to any size with an arbitrary-scale model: LIIF, MetaSR, LTE, lte-fast,
+SRNO, LM-LIIF or LM-LTE (the checkpoint says which).
 
 Renders the continuous image that LIIF decodes from the input at the requested size: any real
 scale >= 1 (x1.7, x30), or any (H, W), the two axes independent. The output is decoded in bands
@@ -20,6 +20,7 @@ Examples:
   python demo.py
   python demo.py --input photo.jpg --output photo_x3.5.png --scale 3.5
   python demo.py --input photo.png --output wide.png --resolution 600,1800 --device cpu
+  python demo.py --model lmliif.pth --scale 12 --cmsr s2m-lmliif.yaml
 """
 import argparse
 import os
@@ -32,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from inference import RenderOptions, Renderer, load_decoder_and_norm, window_of
+from inference.cmsr import load_tables
 from inference.memory import default_budget, describe, parse_memory
 from utils import resolve_device
 from utils.devices import PRECISIONS
@@ -92,6 +94,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              '(about 10-30 s on a CPU, once per image size; cached on disk by '
                              'torch), then faster (1.4x to 1.5x in bf16 on our CPU); falls back '
                              'with a warning where it cannot compile')
+    parser.add_argument('--cmsr', default=None, metavar='TABLE',
+                        help="LMF models: CMSR with this scale-to-mean table (YAML, from "
+                             'scripts/make_cmsr_table.py): beyond x4 each region is decoded at '
+                             'the lowest scale the table allows; the output is rendered whole '
+                             '(not in bands), so it needs memory for all of it')
     parser.add_argument('--overwrite', action='store_true',
                         help='allow the output to replace the input file')
     parser.add_argument('--quiet', action='store_true', help='no progress bar or notes')
@@ -133,9 +140,14 @@ def load_renderer(args: argparse.Namespace, device: torch.device) -> Renderer:
         raise DemoError(f"checkpoint not found: {args.model}{hint}")
     model, data_norm = load_decoder_and_norm(args.model, device)
     tile = args.encoder_tile or None
+    cmsr = load_tables(args.cmsr) if args.cmsr is not None else None
+    if cmsr is not None and not model.supports_cmsr:
+        raise DemoError(f"--cmsr needs an LMF model (lmliif, lmlte); {args.model} is a "
+                        f"{type(model).__name__} model")
     return Renderer(model, data_norm, RenderOptions(
         impl=args.impl, precision=args.precision, chunk_size=args.chunk_size,
-        window=window_of(model) or 0, encoder_tile=tile, band_rows=tile, max_memory=args.max_memory, compile=args.compile))
+        window=window_of(model) or 0, encoder_tile=tile, band_rows=tile,
+        max_memory=args.max_memory, compile=args.compile, cmsr=cmsr))
 
 
 def same_file(a: str, b: str) -> bool:

@@ -1,5 +1,5 @@
-"""Evaluate a checkpoint (LIIF, MetaSR, LTE, lte-fast, SRNO) on a test config: PSNR with the
-official protocol of each repo.
+"""Evaluate a checkpoint (LIIF, MetaSR, LTE, lte-fast, SRNO, LM-LIIF, LM-LTE) on a test config:
+PSNR with the official protocol of each repo.
 
 The last line printed is `result: NN.NNNN` (mean PSNR in dB over the images), as in the
 official test.py. Config paths under ./load are re-rooted with --data-root (or the
@@ -10,13 +10,16 @@ to (h // N + 1) * N, output cropped back) and --scale-max 4 (cells multiplied by
 at scales s beyond training; LTE does it by default, LIIF does not). SRNO's test.py: --mcell
 (the same clipping, with SRNO's scale_max 4). lte-fast's grid queries and SRNO's whole-image
 decoding follow from the model and the config (`-fast` wrappers; for SRNO, eval_bsize counts
-rows, attention running within each chunk of rows).
+rows, attention running within each chunk of rows). LMF's test.py: --scale-max 4, and --cmsr
+TABLE for its multi-scale rendering beyond x4.
 
 Examples:
   python test.py --config configs/test/test-set5-4.yaml \\
       --model pretrained/edsr-baseline-liif.pth --data-root ../shared/data
   python test.py --config configs/test/test-set5-6.yaml --model lte.pth --scale-max 4
   python test.py --config configs/test/test-set5-4.yaml --model swinir-lte.pth --window 8
+  python test.py --config configs/test/test-set5-12.yaml --model lmliif.pth --scale-max 4 \
+      --cmsr s2m-lmliif.yaml
 """
 import argparse
 import os
@@ -27,6 +30,7 @@ from torch.utils.data import DataLoader
 
 import datasets
 from inference import RenderOptions, Renderer, eval_psnr, load_decoder
+from inference.cmsr import load_tables
 from inference.memory import parse_memory
 from utils import PRECISIONS, resolve_device
 from utils.config import apply_overrides, load_config, override_keys, reroot, require
@@ -63,6 +67,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'from eval_type (default: off, as in LIIF; LTE uses 4)')
     parser.add_argument('--mcell', action='store_true',
                         help="SRNO's cell clipping: --scale-max 4 unless --scale-max is given")
+    parser.add_argument('--cmsr', default=None, metavar='TABLE',
+                        help="LMF's CMSR with this scale-to-mean table (YAML, the official "
+                             'init_cmsr.py format; make one with scripts/make_cmsr_table.py): '
+                             'beyond x4 each region is decoded at the lowest scale the table '
+                             'allows (LMF models only; LMF\'s test.py uses --scale-max 4)')
     parser.add_argument('--max-memory', type=parse_memory, default=None,
                         help='working memory of the model, e.g. 1GB: inputs too large to '
                              'encode whole are encoded in tiles sized to fit (the same codes) '
@@ -103,9 +112,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         scale_max = args.scale_max
         if args.mcell and scale_max is None:
             scale_max = SRNO_SCALE_MAX
+        cmsr = load_tables(args.cmsr) if args.cmsr is not None else None
+        if cmsr is not None and not model.supports_cmsr:
+            raise ValueError(f"--cmsr needs an LMF model (lmliif, lmlte); {args.model} is a "
+                             f"{type(model).__name__} model")
         options = RenderOptions(impl=args.impl, precision=args.precision, window=args.window,
                                 encoder_tile=args.encoder_tile or None,
-                                max_memory=args.max_memory, compile=args.compile)
+                                max_memory=args.max_memory, compile=args.compile, cmsr=cmsr)
         result = eval_psnr(loader, Renderer(model, config.get('data_norm'), options),
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
                            scale_max=scale_max, verbose=not args.quiet)

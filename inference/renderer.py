@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 import torch
 
 from models import ImplicitDecoder
+from models.cmsr import check_tables
 from models.decoder import check_impl, decode_in_chunks
 from utils.coords import make_coord
 from utils.devices import autocast, check_precision
@@ -53,6 +54,11 @@ class RenderOptions:
     compile: run the decoder under torch.compile in chunks of one static shape
         (inference.chunks.CompiledDecoder; compiled once per image size, falls back with a
         warning where it cannot compile). Not for whole_grid models.
+    cmsr: LMF's CMSR scale-to-mean tables ({target scale: {decode scale: threshold}}, see
+        models.cmsr and inference.cmsr.load_tables), or None. Beyond the training scales an
+        LMF model then renders the whole output grid at once (CMSR's levels are whole
+        images): `bands` renders it whole and yields it in bands, `Scene.decode` takes the
+        whole grid (row-major) in one call. Not with compile or window.
     """
     impl: str = 'fast'
     precision: str = 'fp32'
@@ -62,6 +68,7 @@ class RenderOptions:
     band_rows: Optional[int] = None
     max_memory: Optional[float] = None
     compile: bool = False
+    cmsr: Optional[Dict[float, Dict[float, float]]] = None
 
     def __post_init__(self):
         if isinstance(self.encoder_tile, int):
@@ -75,6 +82,11 @@ class RenderOptions:
             raise ValueError(f"encoder tiles must be >= 1 code a side, got {self.encoder_tile}")
         if self.band_rows is not None and self.band_rows < 1:
             raise ValueError(f"band_rows must be >= 1, got {self.band_rows}")
+        if self.cmsr is not None:
+            check_tables(self.cmsr, 'CMSR tables')
+            if self.compile or self.window:
+                raise ValueError("CMSR renders whole images at several scales: it does not run "
+                                 "with compile or with window padding")
 
 
 def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> torch.Tensor:
@@ -124,6 +136,8 @@ class Scene:
         if self.padded is not None:
             coord, cell = to_padded_domain(coord, cell, self.size, self.padded)
         chunk = chunk_size if renderer.model.whole_grid else self.chunk_size
+        if renderer.options.cmsr is not None:
+            chunk = None  # the CMSR decoder chunks within; it needs the whole grid
         with autocast(self.device, renderer.options.precision):
             pred = decode_in_chunks(self.decode_fn, coord, cell, chunk)
         return renderer.to_image(pred, self.gt_norm)
@@ -224,9 +238,12 @@ class Renderer:
         tile = self.plan(tuple(inp.shape[-2:]), False, image.device).encoder_tile
         feat = encode(self.model, inp, tile)  # float32 always: see utils.devices.autocast
         chunk = self.chunk_size(image.device)
-        decode = self.model.decoder(feat, self.options.impl)
-        if not self.model.whole_grid:
-            decode = self.wrap(decode, chunk)
+        if self.options.cmsr is not None:
+            decode = self.model.cmsr_decoder(feat, self.options.cmsr, self.options.impl, chunk)
+        else:
+            decode = self.model.decoder(feat, self.options.impl)
+            if not self.model.whole_grid:
+                decode = self.wrap(decode, chunk)
         return Scene(self, decode, chunk, gt_norm, size, padded, image.device)
 
     @torch.no_grad()
@@ -265,7 +282,9 @@ class Renderer:
                     coord, cell = to_padded_domain(coord, cell, (h, w), padded)
                 yield coord, cell
 
-        if model.whole_grid:
+        if self.options.cmsr is not None:
+            stream = self.cmsr_bands(inp, (H, W), plan, chunk, rows_per_band)
+        elif model.whole_grid:
             logger.info('%s attends over all queries: it streams over the bands in passes',
                         type(model).__name__)
             stream = model.query_stream(encode(model, inp, plan.encoder_tile), queries, impl,
@@ -282,6 +301,20 @@ class Renderer:
                 pred = next(stream)
             rows = min(H, row0 + rows_per_band) - row0
             yield row0, self.to_image(pred, gt_norm).view(rows, W, 3).cpu()
+
+
+    def cmsr_bands(self, inp: torch.Tensor, size: Tuple[int, int], plan: Plan,
+                   chunk: Optional[int], rows_per_band: int) -> Iterator[torch.Tensor]:
+        """The whole (1, H*W, 3) output with CMSR, then its bands of rows_per_band rows."""
+        H, W = size
+        coord = make_coord((H, W), device=inp.device).unsqueeze(0)
+        cell = torch.tensor([2 / H, 2 / W], device=inp.device).expand_as(coord)
+        feat = encode(self.model, inp, plan.encoder_tile)
+        with autocast(inp.device, self.options.precision):
+            pred = self.model.cmsr_decoder(feat, self.options.cmsr, self.options.impl,
+                                           chunk)(coord, cell)
+        for row0 in range(0, H, rows_per_band):
+            yield pred[:, row0 * W:min(H, row0 + rows_per_band) * W]
 
 
 def render_bands(model: ImplicitDecoder, image: torch.Tensor, size: Tuple[int, int],

@@ -1,5 +1,6 @@
 """Models: encoders (EDSR, RDN, SwinIR), decoders on one interface (LIIF, MetaSR, LTE,
-lte-fast, SRNO, bicubic) and their parts (MLP, Galerkin attention)."""
+lte-fast, SRNO, LM-LIIF, LM-LTE, bicubic) and their parts (MLP, Galerkin attention, LMF's
+modulated render MLP and CMSR)."""
 from .models import MODELS, make, register
 from .decoder import IMPLS, Decoder, ImplicitDecoder, check_impl
 from . import edsr
@@ -12,4 +13,7 @@ from . import metasr
 from . import lte
 from . import lte_fast
 from . import sronet
+from . import lmmlp
+from . import lmliif
+from . import lmlte
 from . import bicubic

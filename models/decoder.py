@@ -59,6 +59,8 @@ class ImplicitDecoder(nn.Module):
             chunks (SRNO's official row-chunked evaluation).
         fast_chunk_size: queries per call at which the fast path runs best (its activations
             stay in cache); `inference` decodes in chunks no larger than this.
+        supports_cmsr: the model has LMF's modulations and can decode with CMSR
+            (`cmsr_decoder`, models.cmsr).
         code_reach: how many latent-code rows (and columns) beyond the two nearest to a query
             its decoding may read, features computed from the codes included (LIIF: ensemble
             and 3x3 unfolding, 2; LTE: ensemble and its 3x3 coef/freq convolutions, 2), plus
@@ -67,6 +69,7 @@ class ImplicitDecoder(nn.Module):
     """
     grid_queries: bool = False
     whole_grid: bool = False
+    supports_cmsr: bool = False
     fast_chunk_size: Optional[int] = None
     code_reach: int = 3
 
@@ -100,6 +103,12 @@ class ImplicitDecoder(nn.Module):
         if impl == 'fast' and self.supports_fast:
             return self.fast_decoder(feat)
         return partial(self.query, feat)
+
+    def cmsr_decoder(self, feat, tables, impl: str = 'fast', chunk_size: Optional[int] = None
+                     ) -> Decoder:
+        """(coord, cell) -> (B, Q, 3) with CMSR; only LMF models have it."""
+        raise ValueError(f"CMSR needs an LMF model (lmliif, lmlte); {type(self).__name__} has "
+                         "no modulations to choose decoding scales from")
 
     def query_stream(self, feat, chunks: Callable[[], Iterable[Tuple[torch.Tensor, Optional[
             torch.Tensor]]]], impl: str = 'reference', chunk_size: Optional[int] = None

@@ -1,9 +1,10 @@
-"""Make the compact copy of the official ground truth that tests/ carries (at most 3 MB), so
+"""Make the compact copy of the official ground truth that tests/ carries (about 3.5 MB), so
 that the vector tests run in any clone, without ../shared.
 
-From ../shared/reference (vectors/ and platform/): every tiny seeded checkpoint as it is; each
-vector file with at most --queries queries of a flat query list (a seeded random subset, its
-indices kept as `query_index`), query grids whole (SRNO attends over the whole grid), encoder
+From ../shared/reference (vectors/, platform/ and lmf/): every tiny seeded checkpoint as it is,
+LMF's CMSR tables and configs as they are; each vector file with at most --queries queries of
+a flat query list (a seeded random subset, its indices kept as `query_index`), query grids and
+LMF's CMSR cases whole (SRNO attends over the whole grid, CMSR renders whole images), encoder
 outputs cut to their first --channels channels, and the `pred01_clamped` arrays left out (they
 follow from `pred`); the index and layout JSON files gzipped. The official checkpoint's cases
 are kept too: the tests check them against pretrained/edsr-baseline-liif.pth, which
@@ -34,9 +35,10 @@ def gzip_copy(src: str, dest: str) -> None:
 def compact_vectors(src: str, dest: str, queries: int, channels: int) -> None:
     data = dict(np.load(src))
     data.pop('pred01_clamped', None)
+    whole = 'cmsr' in os.path.basename(src)
     if 'feat' in data:
         data['feat'] = data['feat'][:, :channels]
-    elif data['coord'].ndim == 3 and data['coord'].shape[1] > queries:
+    elif data['coord'].ndim == 3 and data['coord'].shape[1] > queries and not whole:
         count = data['coord'].shape[1]
         index = np.sort(np.random.default_rng(SEED).choice(count, queries, replace=False))
         for key in ('coord', 'cell', 'pred'):
@@ -47,13 +49,13 @@ def compact_vectors(src: str, dest: str, queries: int, channels: int) -> None:
 
 def make(shared: str, out: str, queries: int, channels: int) -> int:
     """Writes the compact copy; returns its size in bytes."""
-    for sub in ('vectors', 'platform'):
+    for sub in ('vectors', 'platform', 'lmf'):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
         for name in sorted(os.listdir(os.path.join(shared, sub))):
             src, dest = os.path.join(shared, sub, name), os.path.join(out, sub, name)
             if name.endswith('.npz'):
                 compact_vectors(src, dest, queries, channels)
-            elif name.endswith('.pth') or name.endswith('.tsv'):
+            elif name.endswith('.pth') or name.endswith('.tsv') or name.endswith('.yaml'):
                 shutil.copyfile(src, dest)
             elif name.endswith('.json'):
                 gzip_copy(src, dest + '.gz')
