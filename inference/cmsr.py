@@ -91,7 +91,7 @@ def refine_table(model, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tens
         raise ValueError(f"CMSR tables are made for LMF models (lmliif, lmlte); "
                          f"{type(model).__name__} has no modulations")
     feat = model.encode(inp)
-    m = model.modulate(feat, model._cell(cell))
+    m = model.modulate(feat, model.modulation_cell(cell))
     tables = model.tables(m, None) if impl == 'fast' else None
 
     def decode(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ with different cells are refused.
 The reference path (`query`) follows the official training path: sample the codes and the
 modulations at each of the 4 nearest codes, run the render MLP, blend. The fast path folds
 each layer's bias and modulations per code, scale' = 1 + s and shift' = b (1 + s) + t, so a
-hidden layer is one product and one fused multiply-add per query, and gathers all of a code's
-numbers as one row.
+hidden layer is one product and one fused multiply-add per query; each layer's folded scale
+and shift of a query's code are gathered as one row.
 """
 from typing import Any, Dict, List, NamedTuple, Optional
 
@@ -25,13 +25,13 @@ import torch.nn.functional as F
 
 from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_decode
 from .decoder import Decoder, ImplicitDecoder, decode_in_chunks
-from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
-                       relative_cell, sample_bilinear, shifted, shifts)
+from .ensemble import (BORDER_EPS, Lookup, area, blend, make_lookup, members, nearest_rows,
+                       relative_cell, sample_bilinear, shifts)
 from .models import make
 
-# Queries per fast-path call on a CPU: the 4 members' rows of gathered modulations
-# (4 x 2048 x ~200 floats) stay in cache.
-FAST_CHUNK_SIZE = 2048
+# Queries per fast-path call on a CPU: the 4 members' rows of one layer's gathered
+# modulations (4 x 4096 x 32 floats) and activations stay in cache.
+FAST_CHUNK_SIZE = 4096
 
 
 class Modulated(NamedTuple):
@@ -138,7 +138,8 @@ class LatentModulated(ImplicitDecoder):
 
     # --- the reference path ---
 
-    def _cell(self, cell: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    def modulation_cell(self, cell: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The (B, 2) image cells the modulations are made for (None without cell_decode)."""
         if not self.cell_decode:
             return None
         if cell is None:
@@ -149,7 +150,8 @@ class LatentModulated(ImplicitDecoder):
     def query(self, feat, coord: torch.Tensor, cell: Optional[torch.Tensor] = None
               ) -> torch.Tensor:
         """Reference path: (B, Q, 2) coords and cells -> (B, Q, 3) normalised RGB."""
-        return self.query_modulated(self.modulate(feat, self._cell(cell)), coord, cell)
+        m = self.modulate(feat, self.modulation_cell(cell))
+        return self.query_modulated(m, coord, cell)
 
     def query_modulated(self, m: Modulated, coord: torch.Tensor,
                         cell: Optional[torch.Tensor]) -> torch.Tensor:
@@ -198,29 +200,39 @@ class LatentModulated(ImplicitDecoder):
                          cell is not None and self.cell_decode, cell_term)
 
     def fast_decoder(self, feat) -> Decoder:
-        """Tables made once per image and cell (kept for the last cell seen)."""
+        """Tables made once per image and cell (kept for the last cell seen), and the
+        buffers the render MLP's layers reuse from call to call."""
         cache: Dict[str, Any] = {}
+        workspace: Dict[str, torch.Tensor] = {}
 
         def decode(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:
-            key = self._cell(cell)
+            key = self.modulation_cell(cell)
             if 'tables' not in cache or not (key is None or torch.equal(key, cache['key'])):
                 cache.clear()
                 cache['tables'] = self.tables(self.modulate(feat, key), key)
                 cache['key'] = key
-            return self.query_tables(cache['tables'], coord, cell)
+            return self.query_tables(cache['tables'], coord, cell, workspace)
         return decode
 
-    def query_tables(self, t: ModTables, coord: torch.Tensor,
-                     cell: Optional[torch.Tensor]) -> torch.Tensor:
-        """Fast-path query from `tables`: (B, Q, 2) -> (B, Q, 3)."""
+    def query_tables(self, t: ModTables, coord: torch.Tensor, cell: Optional[torch.Tensor],
+                     workspace: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """Fast-path query from `tables`: (B, Q, 2) -> (B, Q, 3).
+
+        workspace: buffers kept between calls for the layers' gathered modulations and
+            products (used without autograd and autocast); fresh memory for every call costs
+            more than the arithmetic of a 16-wide layer (page faults)."""
         mlp, L, D = self.imnet, self.imnet.hidden_depth, self.imnet.hidden_dim
         B, Q = coord.shape[:2]
         h, w = t.lookup.index.shape[-2:]
         offsets, eps_shift = shifts(self.local_ensemble)
         n = len(offsets)
-        moved = torch.cat([shifted(coord, vx, vy, h, w, eps_shift) for vx, vy in offsets], 1)
-        idx = nearest_rows(t.lookup, moved)                                   # (B, nQ)
-        rel_coord = relative(coord.repeat(1, n, 1), t.lookup.centres[idx], h, w)
+        # The 4 members' shifted queries in one tensor (the same float32 sums as `shifted`).
+        steps = coord.new_tensor([[vx / h + eps_shift, vy / w + eps_shift]
+                                  for vx, vy in offsets]).view(1, n, 1, 2)
+        moved = (coord.unsqueeze(1) + steps).clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
+        idx = nearest_rows(t.lookup, moved.view(B, n * Q, 2))                 # (B, nQ)
+        rel_coord = (coord.unsqueeze(1) - t.lookup.centres[idx].view(B, n, Q, 2)) \
+            .mul_(coord.new_tensor([h, w])).view(B, n * Q, 2)
         batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
         flat = (idx + batch_offset).view(-1)
         extra = None if t.extra is None else t.extra.index_select(0, flat)
@@ -230,18 +242,42 @@ class LatentModulated(ImplicitDecoder):
         if cell_term is not None and B > 1:
             cell_term = cell_term.repeat_interleave(n * Q, dim=0)
         x, weight = self.first_input(extra, rel_coord.view(-1, 2), rel_cell, cell_term)
-        hidden = F.linear(x, weight.to(x.dtype))
-        inplace = not torch.is_grad_enabled()  # autograd needs the gathered scales intact
-        for layer in range(L):
-            if layer:
-                hidden = F.linear(hidden.relu_(), mlp.layers[2 * layer].weight)
-            mod = t.layers[layer].index_select(0, flat).to(hidden.dtype)
-            hidden = mod[:, D:].addcmul_(hidden, mod[:, :D]) if inplace else \
-                torch.addcmul(mod[:, D:], hidden, mod[:, :D])
-        out = mlp.layers[-1](hidden.relu_()).view(B, n, Q, -1)
+        if workspace is not None and not torch.is_grad_enabled() and \
+                not torch.is_autocast_enabled(coord.device.type):
+            hidden = self.render_layers(t, flat, x, weight, workspace).relu_()
+        else:
+            hidden = F.linear(x, weight.to(x.dtype))
+            for layer in range(L):
+                if layer:
+                    hidden = F.linear(torch.relu(hidden), mlp.layers[2 * layer].weight)
+                mod = t.layers[layer].index_select(0, flat).to(hidden.dtype)
+                hidden = torch.addcmul(mod[:, D:], hidden, mod[:, :D])
+            hidden = torch.relu(hidden)
+        out = mlp.layers[-1](hidden).view(B, n, Q, -1)
         areas = area(rel_coord).view(B, n, Q)
         pred = blend(list(out.unbind(1)), list(areas.unbind(1)), self.local_ensemble)
         return pred + sample_bilinear(t.inp, coord).to(pred.dtype) if self.lr_skip else pred
+
+    def render_layers(self, t: ModTables, flat: torch.Tensor, x: torch.Tensor,
+                      weight: torch.Tensor, workspace: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hidden layers of `query_tables` in two reused buffers, in place: (N, k) input
+        of the first layer (and its (D, k) weight) -> (N, D) last hidden layer before its
+        ReLU, a view of the workspace (valid until the next call)."""
+        mlp, D = self.imnet, self.imnet.hidden_dim
+        N = flat.shape[0]
+        if workspace.get('mod') is None or workspace['mod'].shape[0] < N or \
+                workspace['mod'].dtype != x.dtype or workspace['mod'].device != x.device:
+            workspace['mod'] = x.new_empty(N, 2 * D)
+            workspace['product'] = x.new_empty(N, D)
+        mod, product = workspace['mod'][:N], workspace['product'][:N]
+        torch.mm(x, weight.t(), out=product)
+        hidden = None
+        for layer in range(mlp.hidden_depth):
+            if hidden is not None:
+                torch.mm(hidden.relu_(), mlp.layers[2 * layer].weight.t(), out=product)
+            torch.index_select(t.layers[layer], 0, flat, out=mod)
+            hidden = mod[:, D:].addcmul_(product, mod[:, :D])
+        return hidden
 
     # --- CMSR and the official forward ---
 
@@ -253,7 +289,7 @@ class LatentModulated(ImplicitDecoder):
         check_tables(tables, 'CMSR tables')
 
         def decode(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:
-            m = self.modulate(feat, self._cell(cell))
+            m = self.modulate(feat, self.modulation_cell(cell))
             if impl == 'fast':
                 t = self.tables(m, None)  # the levels' cells differ from the image's
                 run = lambda c, s: self.query_tables(t, c, s)  # noqa: E731

@@ -84,7 +84,8 @@ class LMLTE(LatentModulated):
 
     # Fast path: nothing of the first layer is fixed per code (the basis is not linear in the
     # code). The compressed coef and freq are gathered with the modulations, freq as all row
-    # frequencies then all column ones; the phase of the cell is computed once per image.
+    # frequencies then all column ones, times pi; the phase of the cell (times pi) is computed
+    # once per image.
 
     def first_layer(self, m: Modulated, cell: Optional[torch.Tensor]):
         B, R, h, w = m.codes.shape
@@ -92,21 +93,23 @@ class LMLTE(LatentModulated):
         freq = m.codes[:, D:].reshape(B, D // 2, 2, h, w).transpose(1, 2).reshape(B, D, h, w)
         phase = None
         if self.cell_decode and cell is not None:
-            phase_layer = self.imphase if self.mod_input else self.phase
-            phase = phase_layer(relative_cell(cell, h, w).float()).float()
-        return None, torch.cat([m.codes[:, :D], freq], dim=1), phase
+            phase = self.phase_of(relative_cell(cell, h, w).float()).float() * math.pi
+        return None, torch.cat([m.codes[:, :D], freq * math.pi], dim=1), phase
+
+    def phase_of(self, rel_cell: torch.Tensor) -> torch.Tensor:
+        return (self.imphase if self.mod_input else self.phase)(rel_cell)
 
     def first_input(self, extra: torch.Tensor, rel_coord: torch.Tensor,
                     rel_cell: Optional[torch.Tensor], cell_term: Optional[torch.Tensor]):
         D = extra.shape[1] // 2
         half = D // 2
         if rel_cell is not None:
-            phase_layer = self.imphase if self.mod_input else self.phase
-            cell_term = phase_layer(rel_cell.to(extra.dtype))
-        angle = extra[:, D:D + half] * rel_coord[:, :1].to(extra.dtype)
-        angle = angle.addcmul_(extra[:, D + half:], rel_coord[:, 1:].to(extra.dtype))
-        if cell_term is not None:
-            angle = angle.add_(cell_term.to(angle.dtype))
-        angle = angle.mul_(math.pi)
+            cell_term = self.phase_of(rel_cell.to(extra.dtype)) * math.pi
+        rel = rel_coord.to(extra.dtype)
+        if cell_term is None:
+            angle = extra[:, D:D + half] * rel[:, :1]
+        else:
+            angle = torch.addcmul(cell_term.to(extra.dtype), extra[:, D:D + half], rel[:, :1])
+        angle = angle.addcmul_(extra[:, D + half:], rel[:, 1:])
         x = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1).mul_(extra[:, :D])
         return x, self.imnet.layers[0].weight

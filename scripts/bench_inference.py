@@ -4,11 +4,14 @@ has one, in one process, through the renderer (its chunk policy, normalisation a
 --model takes checkpoints (.pth) and model specs: a YAML file holding {name, args} or a
 training config (its `model`), built with random weights (speed does not depend on them).
 For each model and scale, the same input is encoded once per path and decoded by it (warm-up,
-median of --repeats runs; the encoder is not timed). Prints the queries per decoder call (the
-device's chunk policy unless --chunk-size), seconds, output megapixels per second, peak memory, the
-speed-up over the model's reference path, the max abs difference from it, and the fraction of
-the machine's measured fp32 GEMM throughput each path reaches (from the multiply-accumulates
-that torch's flop counter sees in one decode).
+median of --repeats runs; the encoder is not timed, nor the work done once per image and cell
+before the first query: LIIF's per-code projections, LMF's modulations). Prints the decoder's
+multiply-adds per output pixel (torch's flop counter over the matrix products and
+convolutions of one whole render, that per-image work included, the encoder not), the queries
+per decoder call (the device's chunk policy unless --chunk-size), seconds, output megapixels
+per second, peak memory, the speed-up over the model's reference path, the max abs difference
+from it, and the fraction of the machine's measured fp32 GEMM throughput each path reaches
+(from the multiply-adds of one decode).
 
 Examples:
   python scripts/bench_inference.py --model pretrained/edsr-baseline-liif.pth \\
@@ -155,11 +158,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f'device: {device}, threads: {torch.get_num_threads()}, torch {torch.__version__}, '
           f'input {args.size}x{args.size}; best fp32 GEMM (n x 256 @ 256 x 256): '
           f'{gflops:.1f} GFLOP/s')
-    print('| model | scale | output | path | queries per call | seconds | MP/s | peak MB | '
-          'speed-up | max abs diff | % of fp32 GEMM |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|')
+    print('| model | scale | output | path | MACs per pixel | queries per call | seconds | MP/s | '
+          'peak MB | speed-up | max abs diff | % of fp32 GEMM |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
     for source, model in loaded:
         name = f"{os.path.join(*source.split(os.sep)[-2:])} ({type(model).__name__})"
+        encoder = getattr(model, 'encoder', None)
+        encoder_flops = counted_flops(lambda: encoder(image)) if encoder is not None else 0
         for scale in args.scales:
             H = W = round(args.size * scale)
             coord = make_coord((H, W), device=device).unsqueeze(0)
@@ -174,6 +179,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                 chunk = renderer.chunk_size(device)
                 run = partial(scene.decode, coord, cell)
                 if not compiled:  # a compiled row does the work of the row before it
+                    whole = counted_flops(lambda: renderer.scene(image).decode(coord, cell))
+                    macs = (whole - encoder_flops) / 2 / (H * W)
+                    run()  # the per-image work (LMF makes its modulations on the first call)
                     flops = counted_flops(run)
                 seconds, out = timed(run, args.repeats, device)
                 peak = peak_memory_mb(run, device)
@@ -181,7 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     label += f' ({scene.decode_fn.compile_seconds:.1f} s to compile)'
                 if base_time is None:
                     base_time, base_out = seconds, out
-                print(f'| {name} | x{scale:g} | {H}x{W} | {label} | '
+                print(f'| {name} | x{scale:g} | {H}x{W} | {label} | {macs:,.0f} | '
                       f'{chunk or "all (whole grid)"} | {seconds:.3f} | '
                       f'{H * W / seconds / 1e6:.3f} | {peak:.0f} | {base_time / seconds:.2f}x | '
                       f'{(out - base_out).abs().max().item():.2e} | '

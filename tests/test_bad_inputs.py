@@ -70,6 +70,11 @@ class Workspace:
     def tiny(self) -> str:
         return shared_path('reference', 'vectors', 'tiny_liif.pth')
 
+    def cmsr_table(self) -> str:
+        with open(self.path('table.yaml'), 'w') as f:
+            f.write('12: {1: 0.1, 2: 0.2}\n')
+        return self.path('table.yaml')
+
     def test_config(self, mutate: Callable[[dict], None] = lambda c: None, lr_size: int = 8,
                     hr_size: int = 32) -> str:
         os.makedirs(self.path('lr'), exist_ok=True)
@@ -156,6 +161,14 @@ CASES = [
     # demo.py
     Case('demo.py', 'output path is the input file',
          lambda w: demo(w, '--input', w.image(), '--output', w.image()), 'is the input file'),
+    Case('demo.py', '--cmsr table that does not exist',
+         lambda w: demo(w, '--cmsr', w.path('none.yaml')), 'CMSR table not found'),
+    Case('demo.py', '--cmsr with a model without modulations (LIIF)',
+         lambda w: demo(w, '--cmsr', w.cmsr_table()), '--cmsr needs an LMF model'),
+    Case('scripts/make_cmsr_table.py', 'a model without modulations (LIIF)',
+         lambda w: ['--config', w.test_config(), '--model', w.tiny(), '--out',
+                    w.path('s2m.yaml'), '--device', 'cpu', '--quiet'],
+         'CMSR tables are made for LMF models'),
     Case('demo.py', 'output path is a folder',
          lambda w: demo(w, '--output', w.path('')), 'is a folder, not a file'),
     Case('demo.py', 'output .psd (a format PIL cannot write)',
@@ -230,6 +243,12 @@ CASES = [
          lambda w: evaluate(w, w.test_config(resized_lr)), 'not an integer-scale pair'),
     Case('test.py', 'LR of another scale (X2 files with benchmark-4)',
          lambda w: evaluate(w, w.test_config(lr_size=16)), 'needs HR images of 4x the input'),
+    Case('test.py', '--cmsr with a model without modulations (LIIF)',
+         lambda w: evaluate(w, w.test_config(), '--cmsr', w.cmsr_table()),
+         '--cmsr needs an LMF model (lmliif, lmlte)'),
+    Case('test.py', '--cmsr table that is not a table',
+         lambda w: evaluate(w, w.test_config(), '--cmsr', w.text('table.yaml')),
+         'expected a mapping {target scale: {decode scale: threshold}}'),
     Case('test.py', 'checkpoint with NaN weights',
          lambda w: evaluate(w, w.test_config(), '--model', w.checkpoint(
              lambda c: c['model']['sd']['imnet.layers.0.bias'].fill_(float('inf')))),
@@ -297,9 +316,10 @@ def entry(script: str):
     if script == 'train_liif.py':
         import train_liif
         return train_liif.main
-    from scripts import download_pretrained, make_lr
+    from scripts import download_pretrained, make_cmsr_table, make_lr
     return {'scripts/make_lr.py': make_lr.main,
-            'scripts/download_pretrained.py': download_pretrained.main}[script]
+            'scripts/download_pretrained.py': download_pretrained.main,
+            'scripts/make_cmsr_table.py': make_cmsr_table.main}[script]
 
 
 def snapshot(root: str):

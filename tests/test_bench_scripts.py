@@ -20,7 +20,7 @@ def test_bench_inference_shows_the_chunk_policy_and_every_path(capsys):
                                  'bf16', '--device', 'cpu']) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if '(LIIF) |' in line]
     assert [row.split(' | ')[3] for row in rows] == ['reference fp32', 'fast fp32', 'fast bf16']
-    assert [row.split(' | ')[4] for row in rows] == ['30000', '4096', '4096']
+    assert [row.split(' | ')[5] for row in rows] == ['30000', '4096', '4096']
 
 
 def test_bench_train_times_the_step_and_the_loader(capsys, tmp_path):

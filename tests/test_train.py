@@ -168,16 +168,18 @@ def test_torchrun_trains_on_two_cpu_processes(tmp_path, tiny):
 def official_configs():
     files = glob.glob(os.path.join(REPO, 'configs', 'train-div2k', '**', '*.yaml'), recursive=True)
     files += glob.glob(os.path.join(REPO, 'configs', 'train-celebAHQ', '*.yaml'))
+    files += glob.glob(os.path.join(REPO, 'configs', 'train-lmf', '*.yaml'))
     return sorted(os.path.relpath(f, REPO) for f in files)
 
 
 def test_every_official_training_config_is_present():
     # LIIF's 17, LTE's 10 more (lte, lte-fast, rdn-lte, the SwinIR trio, x3 and x4 baselines),
-    # SRNO's one.
-    assert len(official_configs()) == 28
+    # SRNO's one, LMF's six (lmliif and lmlte on EDSR-baseline, RDN, SwinIR; not lmciaosr).
+    assert len(official_configs()) == 34
     names = {os.path.basename(c) for c in official_configs()}
     assert {'train_edsr-baseline-lte.yaml', 'train_edsr-baseline-lte-fast.yaml',
-            'train_swinir-lte.yaml', 'train_edsr-sronet.yaml'} <= names
+            'train_swinir-lte.yaml', 'train_edsr-sronet.yaml', 'train_rdn-lmliif.yaml',
+            'train_swinir-lmlte.yaml'} <= names
 
 
 @pytest.fixture(scope='module')
