@@ -117,7 +117,7 @@ def test_16_bit_png_stays_16_bit(capsys, tmp_path):
     ('bad-extension', ['--output', '{tmp}/out.xyz'], "cannot write '.xyz' images"),
     ('not-liif', ['--model', '{tmp}/encoder.pth'],
      "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, "
-     "liif, lte"),
+     "liif, lmliif, lmlte, lte"),
     ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'cannot read checkpoint'),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, name, argv, message):
