@@ -2,8 +2,8 @@
 # The GPU figures of the README in one run (about 10 minutes on one GPU), printed as one table:
 #   1. the device-parametrised tests (reference vectors, fast paths) on cuda (LIIF_TEST_DEVICE);
 #   2. scripts/bench_inference.py: EDSR-baseline-LIIF (fp32 / bf16 / fp16, each also under
-#      torch.compile), then LTE, lte-fast, SRNO and MetaSR from their official configs
-#      (random weights), 128x128 input at x4 and x12, the GPU's chunk policy;
+#      torch.compile), then LTE, lte-fast, SRNO, MetaSR, LM-LIIF and LM-LTE from their
+#      official configs (random weights), 128x128 input at x4 and x12, the GPU's chunk policy;
 #   3. scripts/bench_train.py on train_edsr-baseline-liif.yaml: the plain fp32 step, the
 #      default (compiled, CUDA graphs, fused Adam), --amp, fp16, the reference path, the data
 #      loader alone; LTE and SRNO plain and --amp (projected recipe times included);
@@ -19,8 +19,8 @@ CONFIG=configs/train-div2k/train_edsr-baseline-liif.yaml
 MODEL=pretrained/edsr-baseline-liif.pth
 DATA_ROOT=${LIIF_DATA_ROOT:-$([[ -d ../shared/data ]] && echo ../shared/data || echo load)}
 [[ -f $MODEL ]] || MODEL=$CONFIG  # random weights: the same speed
-OTHERS="configs/train-div2k/train_edsr-baseline-lte.yaml configs/train-div2k/train_edsr-baseline-lte-fast.yaml configs/train-div2k/train_edsr-sronet.yaml configs/train-div2k/train_edsr-baseline-metasr.yaml"
-TESTS="tests/test_renderer.py tests/test_models.py tests/test_platform.py tests/test_fast_path.py tests/test_train_speedups.py"
+OTHERS="configs/train-div2k/train_edsr-baseline-lte.yaml configs/train-div2k/train_edsr-baseline-lte-fast.yaml configs/train-div2k/train_edsr-sronet.yaml configs/train-div2k/train_edsr-baseline-metasr.yaml configs/train-lmf/train_edsr-baseline-lmliif.yaml configs/train-lmf/train_edsr-baseline-lmlte.yaml"
+TESTS="tests/test_renderer.py tests/test_models.py tests/test_platform.py tests/test_lmf.py tests/test_fast_path.py tests/test_train_speedups.py"
 STEPS=(
   "tests|timeout 240 env LIIF_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider $TESTS"
   "inference|timeout 150 $PY scripts/bench_inference.py --model $MODEL --size 128 --scales 4 12 30 --precision fp32 bf16 fp16 --compile --device cuda"
