@@ -23,6 +23,7 @@ import yaml
 
 from models.cmsr import Tables, check_tables
 from models.ensemble import sample_bilinear, sample_nearest
+from utils.config import load_config
 from utils.coords import make_coord
 
 # Decode scales of a new table (the official init_cmsr.py's), those up to the target scale.
@@ -34,14 +35,7 @@ DEFAULT_MSE = 2e-5       # the official default threshold
 
 def load_tables(path: str) -> Tables:
     """The tables of a YAML file; ValueError naming the file if it is not one."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"CMSR table not found: {path}")
-    with open(path) as f:
-        try:
-            tables = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ValueError(f"CMSR table {path} is not valid YAML: "
-                             f"{' '.join(str(e).split())}") from e
+    tables = load_config(path, 'CMSR table')
     check_tables(tables, f"CMSR table {path}")
     return {k: dict(sorted(v.items())) for k, v in sorted(tables.items())}
 

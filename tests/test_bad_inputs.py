@@ -248,7 +248,7 @@ CASES = [
          '--cmsr needs an LMF model (lmliif, lmlte)'),
     Case('test.py', '--cmsr table that is not a table',
          lambda w: evaluate(w, w.test_config(), '--cmsr', w.text('table.yaml')),
-         'expected a mapping {target scale: {decode scale: threshold}}'),
+         'must be a YAML mapping, got str'),
     Case('test.py', 'checkpoint with NaN weights',
          lambda w: evaluate(w, w.test_config(), '--model', w.checkpoint(
              lambda c: c['model']['sd']['imnet.layers.0.bias'].fill_(float('inf')))),

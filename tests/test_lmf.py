@@ -14,6 +14,7 @@ from conftest import LOCAL_REFERENCE, load_json, shared_params, shared_path, vec
 from inference import OFFICIAL_NORM, RenderOptions, Renderer
 from inference.cmsr import load_tables
 from test_models import assert_builds_layout
+from test_platform import assert_fast_path_has_reference_gradients
 from utils import load_checkpoint
 from utils.coords import make_coord
 
@@ -153,7 +154,7 @@ def test_cmsr_on_a_model_without_modulations_is_one_error_line(capsys, official_
 
 @pytest.mark.parametrize('content,message', [
     ('12: {1: 0.1, 2: nope}', 'must be a positive decode scale'),
-    ('[1, 2]', 'expected a mapping'),
+    ('[1, 2]', 'must be a YAML mapping, got list'),
     ('12: [', 'not valid YAML'),
 ])
 def test_malformed_cmsr_table_is_one_error_line(capsys, tmp_path, content, message):
@@ -251,16 +252,8 @@ def test_cmsr_refuses_compile_and_window():
 def test_fast_path_trains_with_the_reference_gradients(name):
     model, d = load_case(name)
     model.train()
-    grads = {}
-    for impl in ('reference', 'fast'):
-        model.zero_grad()
-        model(d['inp'], d['coord'], d['cell'], impl=impl).abs().mean().backward()
-        grads[impl] = {n: p.grad.clone() for n, p in model.named_parameters()
-                       if p.grad is not None}
-    assert grads['fast'].keys() == grads['reference'].keys()
-    assert any('hypernet' in k for k in grads['fast'])
-    for key, value in grads['reference'].items():
-        assert (grads['fast'][key] - value).abs().max().item() < 1e-6, key
+    assert_fast_path_has_reference_gradients(model, d)
+    assert all(p.grad is not None for p in model.hypernet.parameters())
 
 
 def test_queries_of_one_image_with_different_cells_are_refused():

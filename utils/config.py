@@ -7,22 +7,23 @@ import yaml
 DEFAULT_DATA_ROOT = './load'
 
 
-def load_config(path: str) -> Dict[str, Any]:
-    """Reads a YAML config with yaml.safe_load.
+def load_config(path: str, what: str = 'config') -> Dict[str, Any]:
+    """Reads a YAML mapping (a config, or `what` the file is) with yaml.safe_load.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not valid YAML, or not a mapping.
+        ValueError: not valid YAML (the parser's message on one line), or not a mapping.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     with open(path) as f:
         try:
             config = yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ValueError(f"config {path} is not valid YAML: {e}") from e
+            raise ValueError(f"{what} {path} is not valid YAML: "
+                             f"{' '.join(str(e).split())}") from e
     if not isinstance(config, dict):
-        raise ValueError(f"config {path} must be a YAML mapping, got {type(config).__name__}")
+        raise ValueError(f"{what} {path} must be a YAML mapping, got {type(config).__name__}")
     return config
 
 
