@@ -133,6 +133,9 @@ def ddp_worker(rank, world_size, port, out_path, options):
     one_step(ddp, optimizer, half, options)
     if rank == 0:
         torch.save(model.state_dict(), out_path)
+    # Both ranks tear down together: rank 0 hosts the store, and a rank still leaving the
+    # group when it goes aborts (seen once in CI: SIGABRT in rank 1's teardown).
+    dist.barrier()
     dist.destroy_process_group()
 
 
