@@ -302,7 +302,6 @@ class Renderer:
             rows = min(H, row0 + rows_per_band) - row0
             yield row0, self.to_image(pred, gt_norm).view(rows, W, 3).cpu()
 
-
     def cmsr_bands(self, inp: torch.Tensor, size: Tuple[int, int], plan: Plan,
                    chunk: Optional[int], rows_per_band: int) -> Iterator[torch.Tensor]:
         """The whole (1, H*W, 3) output with CMSR, then its bands of rows_per_band rows."""
