@@ -1,4 +1,5 @@
-"""Train LIIF, LTE, SRNO (or a baseline) from a YAML config: self-supervised SR at random scales.
+"""Train LIIF, LTE, SRNO, LMF (or a baseline) from a YAML config: self-supervised SR at
+random scales.
 
 Config keys (the official ones):
   train_dataset, val_dataset: {dataset: spec, wrapper: spec, batch_size}; val_dataset optional
@@ -15,6 +16,8 @@ The run folder (--save-dir/--name, default save/<config name>) gets config.yaml,
 tensorboard logs, epoch-last.pth every epoch, epoch-<N>.pth every epoch_save epochs and
 epoch-best.pth at the best validation PSNR, in the official checkpoint format; --resume
 continues from epoch-last.pth with model, optimizer, scheduler, epoch and RNG states.
+A loss or a weight that stops being finite stops the run at once (checked every 50 steps
+and before every checkpoint), exit status 3, its last checkpoint kept as it was.
 
 The training step's speed-ups (training/step.py): --amp (bf16 autocast), --compile (on a
 CUDA device by default, with CUDA graphs), --channels-last, --fused-optimizer; every step's
@@ -49,12 +52,15 @@ from utils.config_schema import train_schema
 from utils.files import atomic_path
 from utils.schema import check_config
 from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
-from training import (TrainStep, add_step_arguments, append_losses_csv, make_loader,
-                      start_losses_csv, step_options_from_args, train_epoch)
+from training import (Diverged, TrainStep, add_step_arguments, append_losses_csv,
+                      make_loader, start_losses_csv, step_options_from_args, train_epoch)
 from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
                             rng_state, seed_everything, set_rng_state, unwrap)
 
 logger = logging.getLogger('train')
+# Exit status of a run stopped because its loss or weights stopped being finite (bad input
+# and other errors: 2).
+DIVERGED_STATUS = 3
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -94,6 +100,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     distributed = Distributed()
     try:
         return train(args, distributed)
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return DIVERGED_STATUS
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         return 2
@@ -171,6 +180,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     epoch_start, best_psnr = 1, -1e18
     if args.resume:
         ckpt = load_resume_checkpoint(last_path)
+        check_resumed_settings(ckpt, config, scheduler, last_path)
         load_state_dict_strict(model, ckpt['model']['sd'], f"config's model ({last_path})")
         try:
             optimizer.load_state_dict(ckpt['optimizer']['sd'])
@@ -217,8 +227,14 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
             train_loader.sampler.set_epoch(epoch)
         model.train()
         lr = optimizer.param_groups[0]['lr']
-        stats = train_epoch(step, train_loader, device, f'epoch {epoch}',
-                            progress=not args.quiet and distributed.is_main)
+        try:
+            stats = train_epoch(step, train_loader, device, f'epoch {epoch}',
+                                progress=not args.quiet and distributed.is_main)
+            check_finite_weights(unwrap(model), f'epoch {epoch}')
+        except Diverged as e:
+            kept = f"{last_path} keeps epoch {epoch - 1}, the last finite one" \
+                if epoch > 1 else "none was written"
+            raise Diverged(f"{e}; stopped before writing a checkpoint ({kept})") from None
         if scheduler is not None:
             scheduler.step()
         train_loss = mean_over_ranks(stats.mean_loss, len(stats.losses), device, distributed)
@@ -258,6 +274,44 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     return 0
 
 
+SCHEDULES = ('multi_step_lr', 'warmup_step_lr')
+
+
+def check_resumed_settings(ckpt: Dict[str, Any], config: Dict[str, Any], scheduler,
+                           path: str) -> None:
+    """ValueError unless the config's optimizer and learning-rate schedule are the ones the
+    checkpoint trained with (a resumed run continues with its saved optimizer and schedule
+    states, so changed values would be written to config.yaml but never run). epoch_max may
+    change: that is how a run is extended."""
+    changes = []
+    for key in ('name', 'args'):
+        if ckpt['optimizer'].get(key) != config['optimizer'].get(key):
+            changes.append(f"optimizer.{key}: {ckpt['optimizer'].get(key)} -> "
+                           f"{config['optimizer'].get(key)}")
+    saved = ckpt.get('schedule')
+    if saved is not None:
+        changes += [f"{k}: {saved.get(k)} -> {config.get(k)}" for k in SCHEDULES
+                    if saved.get(k) != config.get(k)]
+    elif scheduler is not None and ckpt.get('lr_scheduler'):  # checkpoints before 'schedule'
+        fresh = scheduler.state_dict()
+        changes += [f"the schedule's {k}: {ckpt['lr_scheduler'][k]} -> {fresh[k]}"
+                    for k in ('milestones', 'gamma')
+                    if k in fresh and k in ckpt['lr_scheduler']
+                    and ckpt['lr_scheduler'][k] != fresh[k]]
+    if changes:
+        raise ValueError(f"--resume: the config changes what {path} trained with "
+                         f"({'; '.join(changes)}); a resumed run keeps its optimizer and "
+                         "schedule: restore them, or start a new run (--name)")
+
+
+def check_finite_weights(model: nn.Module, desc: str) -> None:
+    """Diverged naming the first parameter that is not finite."""
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise Diverged(f"{desc}: parameter {name} is not finite after the last step: "
+                           "training diverged (a learning rate too high?)")
+
+
 def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
                scheduler, epoch: int, best_psnr: float, distributed: Distributed) -> Dict[str, Any]:
     """The official checkpoint format, plus the scheduler, best PSNR, RNG states and the
@@ -270,6 +324,7 @@ def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.
     return {'model': model_spec, 'optimizer': optimizer_spec, 'epoch': epoch,
             'lr_scheduler': None if scheduler is None else scheduler.state_dict(),
             'best_psnr': best_psnr, 'rng': {distributed.rank: rng_state()},
+            'schedule': {k: copy.deepcopy(config.get(k)) for k in SCHEDULES},
             'data_norm': config.get('data_norm') or IDENTITY_NORM}
 
 

@@ -3,7 +3,7 @@ import json
 import logging
 import os
 import re
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -126,6 +126,13 @@ def pair_names(names_1: List[str], names_2: List[str]) -> List[Tuple[int, int]]:
             break
         pairs.append((i, j))
     if len(pairs) == len(names_1) == len(names_2):
+        seen: Dict[int, int] = {}
+        for i, j in pairs:
+            if j in seen:
+                raise ValueError(f"paired folders: '{names_1[seen[j]]}' and '{names_1[i]}' "
+                                 f"both pair with '{names_2[j]}' (one image would be scored "
+                                 "twice and another never); each file must pair with one")
+            seen[j] = i
         return pairs
     if len(names_1) != len(names_2):
         raise ValueError(f"paired folders differ in size ({len(names_1)} vs {len(names_2)} "

@@ -164,6 +164,10 @@ class SRImplicitDownsampled(Dataset):
         if self.inp_size is None:
             h_lr = math.floor(img.shape[-2] / s + FLOOR_EPS)
             w_lr = math.floor(img.shape[-1] / s + FLOOR_EPS)
+            if min(h_lr, w_lr) < 1:
+                raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-1]}x"
+                                 f"{img.shape[-2]} is smaller than the scale x{s:g}: its "
+                                 "downsampled input would have no pixel")
             crop_hr = img[:, :round(h_lr * s), :round(w_lr * s)]
             crop_lr = resize_bicubic(crop_hr, (h_lr, w_lr))
         else:

@@ -45,12 +45,20 @@ def check_scale(inp: torch.Tensor, shape, eval_type: Optional[str]) -> None:
                          f"{w}x{h} input came with a {shape[1]}x{shape[0]} HR grid")
 
 
+def source_of(loader: DataLoader, index: int) -> str:
+    """The image file(s) of batch `index` of a one-image-per-batch loader, for messages."""
+    dataset = getattr(loader.dataset, 'dataset', loader.dataset)
+    if getattr(loader, 'batch_size', None) == 1 and hasattr(dataset, 'path_of'):
+        return dataset.path_of(index)
+    return f"batch {index}"
+
+
 def cell_factor(eval_type: Optional[str], scale_max: Optional[float]) -> float:
     """LTE's and SRNO's cell clipping: max(s / scale_max, 1), s the scale of eval_type."""
     if scale_max is None:
         return 1.0
-    if scale_max <= 0:
-        raise ValueError(f"scale_max must be positive, got {scale_max}")
+    if not math.isfinite(scale_max) or scale_max <= 0:
+        raise ValueError(f"scale_max (--scale-max) must be a positive number, got {scale_max}")
     scale = eval_scale(eval_type)
     if scale is None:
         raise ValueError("cell clipping (scale_max / --mcell) takes the scale from eval_type "
@@ -104,7 +112,14 @@ def eval_psnr(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] =
         if eval_type is not None:  # shaving needs images, not query lists
             pred = flat_to_grid(pred, *shape).contiguous()
             gt = flat_to_grid(gt, *shape).contiguous()
-        result.add(metric_fn(pred, gt).item(), batch['inp'].shape[0])
+        try:
+            psnr = metric_fn(pred, gt).item()
+        except ValueError as e:
+            raise ValueError(f"{source_of(loader, index)}: {e}") from None
+        if math.isnan(psnr):
+            raise ValueError(f"{source_of(loader, index)}: PSNR is NaN; no mean can be "
+                             "reported")
+        result.add(psnr, batch['inp'].shape[0])
         if verbose:
             pbar.set_description(f'val {result.item():.4f}')
     return result.item()

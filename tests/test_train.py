@@ -274,3 +274,48 @@ def test_warmup_and_multi_step_together_are_refused(tmp_path, tiny, capsys):
     path.write_text(yaml.safe_dump(config))
     assert train(tmp_path, str(path)) == 2
     assert 'give multi_step_lr or warmup_step_lr, not both' in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_and_keeps_its_last_finite_checkpoint(tmp_path, tiny, capsys):
+    """Epoch 1 trains; at epoch 2 the learning rate jumps to 1e10: the run stops within the
+    epoch, exit status 3, one error line, and epoch-last.pth still holds epoch 1 (finite,
+    loadable, resumable)."""
+    code = train(tmp_path, tiny, '--name', 'boom', '--set', 'epoch_max=3',
+                 'multi_step_lr.milestones=[1]', 'multi_step_lr.gamma=1e13')
+    err = capsys.readouterr().err
+    assert code == train_liif.DIVERGED_STATUS, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith('error: epoch 2: ') and 'training diverged' in line, line
+    assert 'keeps epoch 1, the last finite one' in line and 'Traceback' not in err
+    ckpt = load_checkpoint(str(tmp_path / 'runs/boom/epoch-last.pth'))
+    assert ckpt['epoch'] == 1
+    assert all(bool(torch.isfinite(v).all()) for v in ckpt['model']['sd'].values())
+    models.make(ckpt['model'], load_sd=True)
+    assert not (tmp_path / 'runs/boom/epoch-2.pth').exists()
+
+
+def test_set_reads_numbers_written_without_a_dot(tmp_path, tiny):
+    """YAML 1.1 reads 1e-4 as a string; --set means the number."""
+    assert train(tmp_path, tiny, '--name', 'lr', '--set', 'epoch_max=1',
+                 'optimizer.args.lr=1e-4') == 0
+    ckpt = load_checkpoint(str(tmp_path / 'runs/lr/epoch-last.pth'))
+    assert ckpt['optimizer']['args']['lr'] == 1e-4
+    assert ckpt['optimizer']['sd']['param_groups'][0]['lr'] == 1e-4
+
+
+@pytest.mark.parametrize('change', ['optimizer.args.lr=5e-4', 'multi_step_lr.gamma=0.1',
+                                    'multi_step_lr.milestones=[1]'])
+def test_resume_with_a_changed_optimizer_or_schedule_is_refused(tmp_path, tiny, capsys, change):
+    """A resumed run continues with its saved optimizer and schedule states: a config that
+    changes them is refused (one line, nothing written), not half-applied while config.yaml
+    claims the new values; extending epoch_max is allowed."""
+    assert train(tmp_path, tiny, '--name', 'r', '--set', 'epoch_max=1') == 0
+    config_before = (tmp_path / 'runs/r/config.yaml').read_text()
+    capsys.readouterr()
+    assert train(tmp_path, tiny, '--name', 'r', '--resume', '--set', change) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --resume: the config changes what') and err.count('\n') == 1
+    assert change.split('=')[0].split('.')[-1] in err
+    assert (tmp_path / 'runs/r/config.yaml').read_text() == config_before
+    assert load_checkpoint(str(tmp_path / 'runs/r/epoch-last.pth'))['epoch'] == 1
+    assert train(tmp_path, tiny, '--name', 'r', '--resume', '--set', 'epoch_max=2') == 0

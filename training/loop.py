@@ -62,30 +62,46 @@ def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Dis
                       persistent_workers=False)
 
 
+class Diverged(ValueError):
+    """The loss (or the weights) stopped being finite: training cannot go on from here."""
+
+
+def check_finite_losses(losses: torch.Tensor, first_step: int, desc: str) -> None:
+    """Diverged naming the first non-finite loss of `losses` (steps first_step + 1, ...)."""
+    bad = (~torch.isfinite(losses)).nonzero()
+    if bad.numel():
+        i = int(bad[0, 0])
+        raise Diverged(f"{desc}: the loss is {losses[i].item()} at step {first_step + i + 1}: "
+                       "training diverged (a learning rate too high?)")
+
+
 def train_epoch(step: TrainStep, loader: DataLoader, device: torch.device, desc: str = 'epoch',
                 progress: bool = True) -> EpochStats:
     """One pass over `loader`, one `step` per batch; the losses stay on the device until the
-    end (and every LOG_EVERY steps for the progress bar)."""
+    end (and every LOG_EVERY steps, for the progress bar and to stop at once, with Diverged,
+    when a loss is not finite)."""
     losses = torch.zeros(len(loader), device=device)
     steps, data_seconds = 0, 0.0
     compile_before = step.compile_seconds
-    bar = tqdm(total=len(loader), leave=False, desc=desc, disable=not progress)
     start = time.perf_counter()
     batches = iter(loader)
-    while True:
-        wait = time.perf_counter()
-        batch = next(batches, None)
-        data_seconds += time.perf_counter() - wait
-        if batch is None:
-            break
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        losses[steps] = step(batch)
-        steps += 1
-        bar.update()
-        if progress and steps % LOG_EVERY == 0:
-            bar.set_postfix(loss=f'{losses[:steps].mean().item():.4f}')
-    losses = losses[:steps].cpu()  # waits for the last step
+    with tqdm(total=len(loader), leave=False, desc=desc, disable=not progress) as bar:
+        while True:
+            wait = time.perf_counter()
+            batch = next(batches, None)
+            data_seconds += time.perf_counter() - wait
+            if batch is None:
+                break
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            losses[steps] = step(batch)
+            steps += 1
+            bar.update()
+            if steps % LOG_EVERY == 0:
+                check_finite_losses(losses[steps - LOG_EVERY:steps], steps - LOG_EVERY, desc)
+                if progress:
+                    bar.set_postfix(loss=f'{losses[:steps].mean().item():.4f}')
+        losses = losses[:steps].cpu()  # waits for the last step
+        check_finite_losses(losses, 0, desc)
     seconds = time.perf_counter() - start
-    bar.close()
     compile_seconds = (step.compile_seconds or 0.0) if compile_before is None else 0.0
     return EpochStats(losses, seconds, data_seconds, compile_seconds)

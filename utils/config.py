@@ -1,5 +1,6 @@
 """YAML configs: loading, re-rooting of ./load paths, and dotted overrides."""
 import os
+import re
 from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
@@ -61,10 +62,27 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[st
                 raise ValueError(f"override '{item}': unknown key "
                                  f"'{'.'.join(parts[:depth + 1])}'")
             if depth == len(parts) - 1:
-                node[part] = yaml.safe_load(value)
+                node[part] = parse_override_value(item, value)
             else:
                 node = node[part]
     return config
+
+
+# YAML 1.1 reads 1e-4 (no dot) as a string; an override written that way means the number.
+NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
+
+
+def parse_override_value(item: str, value: str) -> Any:
+    """The YAML value of an override, numbers such as 1e-4 read as numbers; ValueError (one
+    line) if it is not valid YAML."""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ValueError(f"override '{item}': the value is not valid YAML "
+                         f"({' '.join(str(e).split())})") from None
+    if isinstance(parsed, str) and NUMBER.match(parsed.strip()):
+        return float(parsed)
+    return parsed
 
 
 def override_keys(overrides: Iterable[str]) -> List[str]:

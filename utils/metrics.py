@@ -42,6 +42,11 @@ def calc_psnr(sr: torch.Tensor, hr: torch.Tensor, dataset: Optional[str] = None,
             raise ValueError(f"unknown PSNR dataset '{dataset}'; expected None, 'div2k' "
                              "or 'benchmark'")
         valid = diff[..., shave:-shave, shave:-shave]
+        if valid.numel() == 0:
+            H, W = diff.shape[-2:]
+            raise ValueError(f"a {W}x{H} image is too small for the {dataset} protocol at x"
+                             f"{scale}: it shaves {shave} pixels off each border, leaving no "
+                             "pixel to score")
     mse = valid.pow(2).mean()
     return -10 * torch.log10(mse)
 
