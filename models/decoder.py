@@ -35,10 +35,35 @@ def decode_in_chunks(decode: Decoder, coord: torch.Tensor, cell: Optional[torch.
         whole_grid model (SRNO) each chunk is decoded as a grid of its own.
     """
     n = coord.shape[1]
+    if n == 0:
+        return decode(coord, cell)
     step = n if chunk_size is None else chunk_size
     preds = [decode(coord[:, i:i + step], None if cell is None else cell[:, i:i + step])
              for i in range(0, n, step)]
     return preds[0] if len(preds) == 1 else torch.cat(preds, dim=1)
+
+
+def check_queries(coord, cell, batch: Optional[int] = None) -> None:
+    """ValueError unless coord is (B, Q, 2) floating point and cell None or the same shape,
+    B the features' batch when known: the one check of the decoder interface's inputs."""
+    if not torch.is_tensor(coord) or coord.dim() != 3 or coord.shape[-1] != 2 or \
+            not coord.is_floating_point():
+        what = tuple(coord.shape) if torch.is_tensor(coord) else type(coord).__name__
+        raise ValueError(f"coord must be a (B, Q, 2) floating-point tensor of (row, col) "
+                         f"coordinates in (-1, 1), got {what}")
+    if cell is not None and (not torch.is_tensor(cell) or cell.shape != coord.shape):
+        what = tuple(cell.shape) if torch.is_tensor(cell) else type(cell).__name__
+        raise ValueError(f"cell must be a (B, Q, 2) tensor like coord {tuple(coord.shape)}, "
+                         f"got {what}")
+    if batch is not None and coord.shape[0] != batch:
+        raise ValueError(f"coord holds the queries of {coord.shape[0]} images, the features "
+                         f"are of {batch}: coord must be (B, Q, 2) with B = {batch}")
+
+
+def feature_batch(feat) -> Optional[int]:
+    """The batch size of a model's features (a tensor or a tuple of tensors), if any."""
+    first = feat[0] if isinstance(feat, tuple) and feat else feat
+    return first.shape[0] if torch.is_tensor(first) and first.dim() > 0 else None
 
 
 def check_impl(impl: str) -> None:
@@ -96,13 +121,25 @@ class ImplicitDecoder(nn.Module):
         """The fast path: work done once per image here, a per-query function returned."""
         raise TypeError(f"{type(self).__name__} has no fast path")
 
+    def check_feat(self, feat) -> None:
+        """ValueError if `feat` cannot be this model's features (a model's own check)."""
+
     def decoder(self, feat, impl: str = 'reference') -> Decoder:
         """(coord, cell) -> (B, Q, 3) with the reference or, where the model has one, the
-        fast path. The one place where the path is chosen."""
+        fast path. The one place where the path is chosen, and where the inputs are checked
+        (check_queries; zero queries give a (B, 0, 3) result)."""
         check_impl(impl)
-        if impl == 'fast' and self.supports_fast:
-            return self.fast_decoder(feat)
-        return partial(self.query, feat)
+        self.check_feat(feat)
+        decode = self.fast_decoder(feat) if impl == 'fast' and self.supports_fast else \
+            partial(self.query, feat)
+        batch = feature_batch(feat)
+
+        def checked(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:
+            check_queries(coord, cell, batch)
+            if coord.shape[1] == 0:
+                return coord.new_zeros(coord.shape[0], 0, 3)
+            return decode(coord, cell)
+        return checked
 
     def cmsr_decoder(self, feat, tables, impl: str = 'fast', chunk_size: Optional[int] = None
                      ) -> Decoder:

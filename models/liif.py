@@ -88,6 +88,20 @@ class LIIF(ImplicitDecoder):
                   coord: torch.Tensor) -> torch.Tensor:
         return pred if image is None else pred + sample_bilinear(image, coord).to(pred.dtype)
 
+    def check_feat(self, feat) -> None:
+        """The latent codes must have the channels the MLP's first layer takes."""
+        if self.imnet is None or not torch.is_tensor(feat) or feat.dim() != 4:
+            return
+        first = self.imnet.layers[0] if hasattr(self.imnet, 'layers') else None
+        if not isinstance(first, torch.nn.Linear):
+            return
+        k = 9 if self.feat_unfold else 1
+        expected = (first.in_features - (4 if self.cell_decode else 2)) // k
+        got = feat.shape[1] - (3 if self.global_skip else 0)
+        if got != expected:
+            raise ValueError(f"this LIIF decodes {expected}-channel latent codes (its MLP's "
+                             f"first layer), got features of shape {tuple(feat.shape)}")
+
     def _check_cell(self, cell: Optional[torch.Tensor]) -> None:
         if self.cell_decode and cell is None:
             raise ValueError("this LIIF model decodes with the cell size (cell_decode=True); "

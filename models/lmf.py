@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_decode
-from .decoder import Decoder, ImplicitDecoder, decode_in_chunks
+from .decoder import (Decoder, ImplicitDecoder, check_queries, decode_in_chunks,
+                      feature_batch)
 from .ensemble import (BORDER_EPS, Lookup, area, blend, make_lookup, members, nearest_rows,
                        relative_cell, sample_bilinear, shifts)
 from .models import make
@@ -287,8 +288,10 @@ class LatentModulated(ImplicitDecoder):
         the training scales (Q > 16 h w: then they must be the whole output grid, row-major),
         the plain decoding elsewhere. `tables`: scale -> {decode scale: threshold}."""
         check_tables(tables, 'CMSR tables')
+        batch = feature_batch(feat)
 
         def decode(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:
+            check_queries(coord, cell, batch)
             m = self.modulate(feat, self.modulation_cell(cell))
             if impl == 'fast':
                 t = self.tables(m, None)  # the levels' cells differ from the image's

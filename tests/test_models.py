@@ -155,3 +155,33 @@ def test_bicubic_model_matches_pil_float_bicubic_upsampling():
         out = model(torch.from_numpy(img).unsqueeze(0), coord)
     out = out[0].t().reshape(3, H, W).numpy()
     assert np.abs(out - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize('path', [('vectors', 'tiny_liif.pth'), ('platform', 'tiny_lte.pth'),
+                                  ('lmf', 'tiny_lmliif.pth')])
+@pytest.mark.parametrize('impl', ['reference', 'fast'])
+def test_decoder_interface_checks_its_inputs_once(path, impl):
+    """Zero queries give an empty result; unbatched coordinates, a batch that is not the
+    features' and a cell unlike coord are one message naming the expected shape."""
+    model = models.make(load_checkpoint(shared_path('reference', *path))['model'],
+                        load_sd=True).eval()
+    with torch.no_grad():
+        decode = model.decoder(model.encode(torch.rand(1, 3, 12, 10)), impl)
+        assert decode(torch.zeros(1, 0, 2), torch.zeros(1, 0, 2)).shape == (1, 0, 3)
+        for coord, cell, message in [
+                (torch.zeros(5, 2), torch.zeros(5, 2), r'coord must be a \(B, Q, 2\)'),
+                (torch.zeros(2, 5, 2), torch.zeros(2, 5, 2), 'the features are of 1'),
+                (torch.zeros(1, 5, 2), torch.zeros(1, 4, 2), 'cell must be a'),
+                (torch.zeros(1, 5, 2, dtype=torch.long), None, 'floating-point')]:
+            with pytest.raises(ValueError, match=message):
+                decode(coord, cell)
+
+
+@pytest.mark.parametrize('impl', ['reference', 'fast'])
+def test_liif_refuses_features_of_the_wrong_width(impl):
+    """The fast path would decode them into finite garbage; both paths refuse them."""
+    model = models.make(load_checkpoint(shared_path('reference', 'vectors', 'tiny_liif.pth'))[
+        'model'], load_sd=True)
+    feat = model.encode(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match='latent codes'):
+        model.decoder(feat[:, :-1], impl)

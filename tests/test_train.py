@@ -319,3 +319,15 @@ def test_resume_with_a_changed_optimizer_or_schedule_is_refused(tmp_path, tiny, 
     assert (tmp_path / 'runs/r/config.yaml').read_text() == config_before
     assert load_checkpoint(str(tmp_path / 'runs/r/epoch-last.pth'))['epoch'] == 1
     assert train(tmp_path, tiny, '--name', 'r', '--resume', '--set', 'epoch_max=2') == 0
+
+
+def test_validation_that_cannot_score_is_an_error_not_a_nan_in_the_log(tmp_path, tiny, capsys):
+    """Validation images too small for the protocol's shave border: the run stops with one
+    error line naming the file (before, the log said psnr=nan and training went on)."""
+    write_images(tmp_path / 'small', 1, 8)
+    code = train(tmp_path, tiny, '--name', 'v', '--set', 'epoch_max=1', 'eval_type=benchmark-4',
+                 f'val_dataset.dataset.args.root_path={tmp_path / "small"}',
+                 'val_dataset.wrapper.args={scale_min: 4}', 'val_dataset.batch_size=1')
+    err = capsys.readouterr().err
+    assert code == 2 and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert 'small/0000.png' in err and 'too small for the benchmark protocol at x4' in err
