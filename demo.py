@@ -36,7 +36,7 @@ from inference import RenderOptions, Renderer, load_decoder_and_norm, window_of
 from inference.cmsr import load_tables
 from inference.memory import default_budget, describe, parse_memory
 from utils import resolve_device
-from utils.devices import PRECISIONS
+from utils.devices import PRECISIONS, precision_note
 from utils.image_writer import check_output, output_bits, output_format, write_bands
 from utils.images import is_srgb, read_image, resize_alpha
 
@@ -171,6 +171,9 @@ def run(args: argparse.Namespace) -> str:
     if args.encoder_tile < 0:
         raise DemoError(f"--encoder-tile must be >= 0, got {args.encoder_tile}")
     device = resolve_device(args.device)
+    note = precision_note(device, args.precision)
+    if note and not args.quiet:
+        print(note, file=sys.stderr)
     host_budget = args.max_memory or default_budget(torch.device('cpu'))
     image = read_image(args.input, max_bytes=host_budget)
     h, w = image.rgb.shape[:2]

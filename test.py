@@ -33,6 +33,7 @@ from inference import RenderOptions, Renderer, eval_psnr, load_decoder
 from inference.cmsr import load_tables
 from inference.memory import parse_memory
 from utils import PRECISIONS, resolve_device
+from utils.devices import precision_note
 from utils.config import apply_overrides, load_config, override_keys, reroot, require
 from utils.config_schema import test_schema
 from utils.schema import check_config
@@ -94,6 +95,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         device = resolve_device(args.device)
+        note = precision_note(device, args.precision)
+        if note and not args.quiet:
+            print(note, file=sys.stderr)
         config = apply_overrides(load_config(args.config), args.overrides)
         check_config(config, test_schema(datasets.DATASETS), args.config,
                      override_keys(args.overrides))

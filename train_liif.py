@@ -49,7 +49,9 @@ import models
 from utils import load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
 from utils.config import apply_overrides, load_config, override_keys, reroot
 from utils.config_schema import train_schema
+from utils.devices import precision_note
 from utils.files import atomic_path
+from utils.run_folder import lock_run_folder
 from utils.schema import check_config
 from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
 from training import (Diverged, TrainStep, add_step_arguments, append_losses_csv,
@@ -152,6 +154,9 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
     options, fused = step_options_from_args(args, device, distributed.enabled)
+    note = precision_note(device, options.precision)
+    if note and distributed.is_main:
+        print(note, file=sys.stderr)
     if args.num_workers is not None and args.num_workers < 0:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     name = args.name or os.path.splitext(os.path.basename(args.config))[0]
@@ -193,8 +198,10 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
         rng = ckpt.get('rng', {}).get(distributed.rank)
         if rng is not None:
             set_rng_state(rng)
+    lock = None
     if distributed.is_main:
         os.makedirs(run_dir, exist_ok=True)
+        lock = lock_run_folder(run_dir)  # held until the run ends
         with atomic_path(os.path.join(run_dir, 'config.yaml')) as tmp, open(tmp, 'w') as f:
             yaml.safe_dump(config, f, sort_keys=False)
     setup_logging(run_dir if distributed.is_main else None)
@@ -260,9 +267,11 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
             sv = checkpoint(config, unwrap(model), optimizer, scheduler, epoch, best_psnr,
                             distributed)
             append_losses_csv(losses_path, epoch, stats.losses)
-            save_atomic(sv, last_path)
+            # epoch-<N> before epoch-last: killed in between, the run resumes at epoch N and
+            # writes epoch-<N> again, so the series has no hole.
             if epoch_save and epoch % epoch_save == 0:
                 save_atomic(sv, os.path.join(run_dir, f'epoch-{epoch}.pth'))
+            save_atomic(sv, last_path)
             if val_psnr is not None and val_psnr == best_psnr:
                 save_atomic(sv, os.path.join(run_dir, 'epoch-best.pth'))
             log.append(f'{time.time() - start:.1f}s')
@@ -271,6 +280,8 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
         distributed.barrier()
     if writer is not None:
         writer.close()
+    if lock is not None:
+        lock.close()
     return 0
 
 

@@ -270,6 +270,9 @@ CASES = [
     Case('test.py', 'malformed --set value', lambda w: evaluate(w, w.test_config(), '--set',
                                                                 'eval_bsize=['),
          "override 'eval_bsize=[': the value is not valid YAML"),
+    Case('test.py', '--model given a YAML config', lambda w: evaluate(
+        w, w.test_config(), '--model', w.test_config()), 'is a text file (a YAML config?), not a '
+        'checkpoint'),
     Case('test.py', 'checkpoint with NaN weights',
          lambda w: evaluate(w, w.test_config(), '--model', w.checkpoint(
              lambda c: c['model']['sd']['imnet.layers.0.bias'].fill_(float('inf')))),

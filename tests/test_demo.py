@@ -118,7 +118,7 @@ def test_16_bit_png_stays_16_bit(capsys, tmp_path):
     ('not-liif', ['--model', '{tmp}/encoder.pth'],
      "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, "
      "liif, lmliif, lmlte, lte"),
-    ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'cannot read checkpoint'),
+    ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'is a text file, not a checkpoint'),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, name, argv, message):
     write_rgb(tmp_path / 'good.png', 8, 8)

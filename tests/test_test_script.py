@@ -49,7 +49,7 @@ def test_checkpoint_that_is_not_liif_is_a_clear_error(capsys, tmp_path):
     code, _, err = run_test(capsys, '--config', os.path.join(REPO, 'configs/test/test-set5-4.yaml'),
                             '--model', str(bad), '--data-root', shared_path('data'))
     assert code == 2
-    assert err.startswith('error: cannot read checkpoint')
+    assert err.startswith('error: ') and 'is a text file, not a checkpoint' in err
 
 
 def test_config_without_test_dataset_names_the_key(capsys, tmp_path, official_checkpoint):

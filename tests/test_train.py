@@ -331,3 +331,22 @@ def test_validation_that_cannot_score_is_an_error_not_a_nan_in_the_log(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and err.count('\n') == 1 and 'Traceback' not in err, err
     assert 'small/0000.png' in err and 'too small for the benchmark protocol at x4' in err
+
+
+def test_one_run_folder_one_process_and_stale_temporaries_cleared(tmp_path, tiny, capsys):
+    """A second process on a run folder in use is refused (nothing written); the temporary
+    files of saves killed half-way are removed when a run starts."""
+    import fcntl
+    assert train(tmp_path, tiny, '--name', 'l', '--set', 'epoch_max=1') == 0
+    run = tmp_path / 'runs/l'
+    (run / '.tmp-abc123.pth').write_bytes(b'half a checkpoint')
+    with open(run / '.lock', 'a') as held:  # another process's lock, as it holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+        capsys.readouterr()
+        assert train(tmp_path, tiny, '--name', 'l', '--resume', '--set', 'epoch_max=2') == 2
+        err = capsys.readouterr().err
+        assert 'is in use by another training process' in err and err.count('\n') == 1
+        assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+    assert train(tmp_path, tiny, '--name', 'l', '--resume', '--set', 'epoch_max=2') == 0
+    assert not list(run.glob('.tmp-*'))

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 
+from conftest import REPO, shared_path
 from utils import calc_psnr, load_checkpoint, make_coord, resolve_device, save_atomic
 from utils.config import apply_overrides, load_config, reroot, require
 from utils.metrics import make_metric
@@ -137,3 +138,23 @@ def test_every_shipped_config_fits_its_schema():
         schema = test_schema(datasets.DATASETS) if 'test_dataset' in config else \
             train_schema(models.MODELS, datasets.DATASETS)
         check_config(config, schema, path)
+
+
+def test_precision_the_cpu_would_emulate_is_said_before_the_work(monkeypatch, capsys,
+                                                                  tmp_path):
+    """On a CPU without bf16 units (no avx512_bf16 / amx_bf16) bf16 is emulated, many times
+    slower than fp32: the scripts say so first."""
+    import demo
+    from utils import devices
+    monkeypatch.setattr(devices, 'cpu_flags', lambda: {'avx2', 'avx512f'})
+    note = devices.precision_note(torch.device('cpu'), 'bf16')
+    assert note.startswith('note: this CPU has no bf16 units') and 'fp32' in note
+    assert devices.precision_note(torch.device('cpu'), 'fp32') is None
+    monkeypatch.setattr(devices, 'cpu_flags', lambda: {'avx512_bf16'})
+    assert devices.precision_note(torch.device('cpu'), 'bf16') is None
+    monkeypatch.setattr(devices, 'cpu_flags', lambda: {'avx2'})
+    assert demo.main(['--precision', 'bf16', '--input', os.path.join(REPO, 'assets', 'astronaut-128.png'),
+                      '--scale', '1.5', '--output', str(tmp_path / 'o.png'),
+                      '--model', shared_path('reference', 'vectors', 'tiny_liif.pth')]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith('note: this CPU has no bf16 units')

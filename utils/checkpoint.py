@@ -1,6 +1,6 @@
 """Checkpoints in the official LIIF format: {'model': {'name', 'args', 'sd'}, ...}."""
 import os
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 import torch
 from torch import nn
@@ -17,6 +17,11 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    kind = file_kind(path)
+    if kind is not None:
+        raise ValueError(f"{path} is {kind}, not a checkpoint: expected a .pth file saved by "
+                         "train_liif.py or an official repository ({'model': {'name', 'args', "
+                         "'sd'}, ...})")
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or unsafe files
@@ -27,6 +32,28 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise ValueError(f"{path} is not a LIIF checkpoint: expected "
                          "{'model': {'name', 'args', 'sd'}, ...}")
     return ckpt
+
+
+# Magic numbers of what a checkpoint (a zip archive, or a legacy pickle) is not.
+IMAGE_MAGIC = (b'\x89PNG', b'\xff\xd8\xff', b'GIF8', b'BM', b'II*\x00', b'MM\x00*', b'RIFF')
+
+
+def file_kind(path: str) -> Optional[str]:
+    """What a file that is plainly no checkpoint is ('a text file (YAML?)', 'an image'),
+    else None (torch.load decides)."""
+    with open(path, 'rb') as f:
+        head = f.read(512)
+    if head.startswith(IMAGE_MAGIC):
+        return 'an image'
+    if head.startswith(b'PK') or head[:1] == b'\x80':  # zip (torch.save) or pickle
+        return None
+    try:
+        text = head.decode('utf-8')
+    except UnicodeDecodeError:
+        return None
+    if ':' in text and not text.lstrip().startswith('{'):
+        return 'a text file (a YAML config?)'
+    return 'a text file'
 
 
 def check_state_dict(state_dict: Any, source: str) -> None:
