@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from utils import resolve_device
-from utils.devices import PRECISIONS
+from utils.devices import NATIVE_CPU_FLAGS, PRECISIONS, cpu_flags
 from utils.images import read_image
-from webviewer.server import Viewer, serve
+from webviewer.server import Viewer, check_port, serve
 from webviewer.tiles import load_panes, png_bytes
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -63,11 +63,8 @@ def auto_precision(device: torch.device) -> str:
     """bf16 on a GPU or a CPU with native bf16 arithmetic (AVX512-BF16 or AMX), else fp32."""
     if device.type == 'cuda':
         return 'bf16'
-    try:
-        flags = open('/proc/cpuinfo').read()
-    except OSError:
-        return 'fp32'
-    return 'bf16' if (' avx512_bf16' in flags or ' amx_bf16' in flags) else 'fp32'
+    flags = cpu_flags() or set()
+    return 'bf16' if flags & set(NATIVE_CPU_FLAGS['bf16']) else 'fp32'
 
 
 def build(args: argparse.Namespace) -> Viewer:
@@ -96,6 +93,7 @@ def build(args: argparse.Namespace) -> Viewer:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        check_port(args.port)
         viewer = build(args)
         server = serve(viewer, args.host, args.port)
     except (FileNotFoundError, ValueError, OSError) as e:

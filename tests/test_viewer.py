@@ -29,11 +29,19 @@ def start(argv):
     return server, '%s:%d' % server.server_address[:2]
 
 
-def get(address, path, method='GET', body=None):
+def get(address, path, method='GET', body=None, headers=None):
     conn = http.client.HTTPConnection(address, timeout=120)
-    conn.request(method, path, body=body)  # http.client sends the path as it is, '..' too
+    # http.client sends the path as it is, '..' too
+    conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
     return response.status, response.read(), response.getheader('Content-Type')
+
+
+def page_headers(address):
+    """What the viewer's own page sends with a save: its Origin and its token."""
+    token = json.loads(get(address, '/api/info')[1])['token']
+    return {'Origin': f'http://{address}', 'X-Viewer-Token': token,
+            'Content-Type': 'application/json'}
 
 
 @pytest.fixture(scope='module')
@@ -88,23 +96,81 @@ def test_bad_requests_are_refused_with_a_message(tiny_server, path, status, mess
 def test_save_view_writes_every_pane_and_refuses_bad_bodies(tiny_server):
     address, tmp = tiny_server
     body = json.dumps({'x0': 10, 'y0': 20, 'x1': 50, 'y1': 40, 'width': 200})
-    status, data, _ = get(address, '/api/save', 'POST', body)
-    assert status == 200
-    files = json.loads(data)['files']
-    assert len(files) == 2 and all(Image.open(f).size == (200, 100) for f in files)
+    files = []
+    for _ in range(2):  # twice within a second: four files, none overwritten
+        status, data, _ = get(address, '/api/save', 'POST', body, page_headers(address))
+        assert status == 200
+        files += json.loads(data)['files']
+    assert len(set(files)) == 4 and all(Image.open(f).size == (200, 100) for f in files)
     for bad, message in [('[1, 2]', 'JSON object'), ('{"x0": 0}', "missing parameter 'x1'"),
                          (json.dumps({'x0': 0, 'y0': 0, 'x1': 9, 'y1': 9, 'width': 10 ** 6}),
-                          "'width' = 1000000 is outside")]:
-        status, data, _ = get(address, '/api/save', 'POST', bad)
+                          "'width' = 1000000 is outside"),
+                         ('[' * 30000 + ']' * 30000, 'JSON object'),
+                         (json.dumps({'x0': 0, 'y0': 0, 'x1': 5e-324, 'y1': 5e-324,
+                                      'width': 10}), 'empty region')]:
+        status, data, _ = get(address, '/api/save', 'POST', bad, page_headers(address))
         assert status == 400 and message in json.loads(data)['error']
     assert sorted(os.listdir(tmp / 'saved')) == sorted(os.path.basename(f) for f in files)
 
 
+@pytest.mark.parametrize('headers,message', [
+    ({'Origin': 'http://evil.example'}, 'another site'),
+    ({'Sec-Fetch-Site': 'cross-site'}, 'another site'),
+    ({}, 'must come from the viewer page'),
+    ({'Origin': None}, 'needs the page'),
+    ({'Host': 'evil.example:80'}, "Host 'evil.example:80' is not this server"),
+])
+def test_other_sites_are_refused(tiny_server, headers, message):
+    """Same-origin policy: a cross-site POST (a page the user visits), a request for another
+    Host (DNS rebinding), a save without the page's token: 403, nothing saved."""
+    address, tmp = tiny_server
+    before = sorted(os.listdir(tmp / 'saved')) if (tmp / 'saved').exists() else []
+    body = json.dumps({'x0': 10, 'y0': 20, 'x1': 50, 'y1': 40, 'width': 20})
+    sent = {'Content-Type': 'application/json'}
+    if headers.get('Origin', '') is None:  # the page's own origin, but no token
+        sent['Origin'] = f'http://{address}'
+    else:
+        sent.update(headers)
+    status, data, _ = get(address, '/api/save', 'POST', body, sent)
+    assert status == 403 and message in json.loads(data)['error']
+    if 'Host' in headers or 'Sec-Fetch-Site' in headers:
+        status, data, _ = get(address, '/api/tile?pane=0&scale=2&x=0&y=0', headers=sent)
+        assert status == 403
+    after = sorted(os.listdir(tmp / 'saved')) if (tmp / 'saved').exists() else []
+    assert after == before
+
+
+def test_port_out_of_range_is_one_error_line(capsys):
+    assert viewer_script.main(['--port', '99999']) == 2
+    err = capsys.readouterr().err
+    assert err == 'error: --port must be 0 (any free port) to 65535, got 99999\n'
+
+
 def test_stale_generations_are_dropped_not_rendered(tiny_server):
     address, _ = tiny_server
-    assert get(address, '/api/tile?pane=1&scale=2&x=0&y=0&gen=1000')[0] == 200
-    status, body, _ = get(address, '/api/tile?pane=1&scale=2.5&x=0&y=0&gen=999')
+    assert get(address, '/api/tile?pane=1&scale=2&x=0&y=0&gen=1000&session=a')[0] == 200
+    status, body, _ = get(address, '/api/tile?pane=1&scale=2.5&x=0&y=0&gen=999&session=a')
     assert status == 409 and 'stale' in json.loads(body)['error']
+    # Another page (or the same page reloaded) starts at generation 0: not held back.
+    assert get(address, '/api/tile?pane=1&scale=2.5&x=0&y=0&gen=0&session=b')[0] == 200
+
+
+def test_200_concurrent_tile_requests_are_all_answered(tiny_server):
+    """More requests at once than the pool has threads: every one gets an answer (200, or a
+    4xx with a body), none is reset."""
+    from concurrent.futures import ThreadPoolExecutor
+    address, _ = tiny_server
+
+    def one(i):
+        try:
+            status, body, _ = get(address, f'/api/tile?pane={i % 2}&scale={1 + i % 7}'
+                                           f'&x=0&y=0&gen={i}&session=c{i % 3}')
+            return status, len(body)
+        except OSError as e:
+            return type(e).__name__, 0
+    with ThreadPoolExecutor(200) as pool:
+        answers = list(pool.map(one, range(200)))
+    assert all(status in (200, 409, 429) and size > 0 for status, size in answers), answers
 
 
 # The page in a browser --------------------------------------------------------------------
@@ -161,11 +227,13 @@ def official_page(browser, tmp_path_factory):
     lr = tmp_path_factory.mktemp('page') / 'lr.png'
     hr = Image.open(SAMPLE).convert('RGB')
     hr.resize((64, 64), Image.BICUBIC).save(lr)   # the sample as HR, its x2 bicubic as LR
+    saved = tmp_path_factory.mktemp('saved')
     server, address = start(['--input', str(lr), '--hr', SAMPLE, '--bicubic',
-                             '--precision', 'fp32', '--model',
+                             '--precision', 'fp32', '--save-dir', str(saved), '--model',
                              shared_path('pretrained', 'edsr-baseline-liif.pth')])
     browser.get(f'http://{address}/')
     wait(browser, 'return window.viewer && window.viewer.level() !== null')
+    browser.viewer_address, browser.viewer_saved = address, saved
     yield browser, str(lr)
     server.shutdown()
 
@@ -249,3 +317,40 @@ def test_the_tile_cache_keeps_to_its_bound():
     cache.get(('tile', 3))          # used last: tile 4 is now the least recently used
     cache.put(('tile', 5), bytes(100))
     assert cache.get(('tile', 3)) is not None and cache.get(('tile', 4)) is None
+
+
+def test_a_page_opened_after_another_zoomed_50_times_gets_model_tiles(official_page):
+    """Each page load is a session of its own: a fresh page is not refused as stale because
+    another page (here: this one, before a reload) went through 50 view generations."""
+    driver, _ = official_page
+    for i in range(50):
+        z = 2 + 0.1 * i
+        driver.execute_script(f'window.viewer.setView(32, 32, {z})')
+        wait(driver, f'return window.viewer.level() && window.viewer.level().s === {z}', 30)
+    driver.get(f'http://{driver.viewer_address}/')
+    wait(driver, 'return window.viewer && window.viewer.level() !== null')
+    driver.execute_script('window.viewer.setView(30, 30, 3)')
+    wait(driver, 'return window.viewer.ready()', 120)  # every tile in: none answered 409
+
+
+def test_a_page_of_another_site_cannot_save(official_page):
+    """A page the user visits posts to the viewer (a 'simple' request, no preflight): the
+    server refuses it (403) and writes nothing; the viewer's own page still saves."""
+    driver, _ = official_page
+    url = f'http://{driver.viewer_address}/api/save'
+    body = json.dumps({'x0': 1, 'y0': 1, 'x1': 30, 'y1': 30, 'width': 16})
+    driver.get('data:text/html,<title>elsewhere</title>')
+    driver.execute_async_script(
+        'const done = arguments[arguments.length - 1];'
+        f'fetch({json.dumps(url)}, {{method: "POST", mode: "no-cors", body: {json.dumps(body)},'
+        ' headers: {"Content-Type": "text/plain"}}).then(() => done(1), () => done(0));')
+    time.sleep(0.5)
+    assert os.listdir(driver.viewer_saved) == []
+    driver.get(f'http://{driver.viewer_address}/')
+    wait(driver, 'return window.viewer && window.viewer.level() !== null')
+    status = driver.execute_async_script(
+        'const done = arguments[arguments.length - 1];'
+        'fetch("/api/info").then(r => r.json()).then(info => fetch("/api/save", '
+        '{method: "POST", headers: {"Content-Type": "application/json", '
+        '"X-Viewer-Token": info.token}, body: ' + json.dumps(body) + '})).then(r => done(r.status));')
+    assert status == 200 and len(os.listdir(driver.viewer_saved)) == 2

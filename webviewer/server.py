@@ -1,18 +1,29 @@
 """The viewer's HTTP server: the page, and tiles, PSNRs and saved views rendered on request.
 
-Plain `http.server` (threads per request) with one render worker: tile requests carry the
-page's view generation, and a request from an older generation than the newest seen is
-answered 409 "stale" instead of being rendered, so after a zoom the old level's queued tiles
-are dropped, not rendered. Every parameter is checked; a bad request gets a 4xx and a JSON
-message, never a traceback. Only the files of the static folder are served, by name.
+`http.server` with a bounded pool of request threads (a real listen backlog, a timeout on
+every connection) and one render worker: tile requests carry the page's session (one per page
+load) and its view generation, and a request from an older generation than the newest its
+session has sent is answered 409 "stale" instead of being rendered, so after a zoom the old
+level's queued tiles are dropped, not rendered, while another page (or a reload) is not held
+back by it. Every parameter is checked; a bad request gets a 4xx and a JSON message, never a
+traceback. Only the files of the static folder are served, by name.
+
+Same-origin policy: every request must name the server itself in its Host header (a DNS
+rebinding page names its own domain: 403), a request a browser marks cross-site
+(Sec-Fetch-Site, Origin) is refused (403), and a save must come from the page: same Origin (or
+Referer) and the page's token from /api/info, which no other site can read.
 """
+import ipaddress
 import itertools
 import json
 import math
 import os
 import queue
+import secrets
+import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, Optional
@@ -28,6 +39,11 @@ STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'static')
 CONTENT_TYPES = {'.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
                  '.css': 'text/css; charset=utf-8', '.png': 'image/png'}
 MAX_SAVE_SIDE = 8192
+REQUEST_THREADS = 32     # requests served at once; more wait in the pool's queue
+LISTEN_BACKLOG = 512     # connections the kernel holds before accept
+CONNECTION_TIMEOUT = 30  # seconds a connection may sit idle
+MIN_REGION = 1e-3        # input pixels: a region side below this is no view
+TOKEN_HEADER = 'X-Viewer-Token'
 
 
 class BadRequest(Exception):
@@ -48,7 +64,9 @@ class Viewer:
         self.hr = hr
         self.save_dir = save_dir
         self.cache = TileCache(cache_bytes)
-        self.generation = 0
+        self.token = secrets.token_hex(16)
+        self.generations: Dict[str, int] = {}  # per page session: the newest view
+        self.lock = threading.Lock()
         self.jobs: 'queue.PriorityQueue' = queue.PriorityQueue()  # newest view first
         self.order = itertools.count()
         self.static = {name: os.path.join(STATIC, name) for name in os.listdir(STATIC)
@@ -58,12 +76,16 @@ class Viewer:
     def info(self) -> dict:
         h, w = self.panes[0].size
         return {'width': w, 'height': h, 'tile': TILE, 'max_scale': MAX_SCALE,
-                'panes': [p.name for p in self.panes], 'hr': self.hr is not None}
+                'panes': [p.name for p in self.panes], 'hr': self.hr is not None,
+                'token': self.token}
+
+    def newest(self, session: str) -> int:
+        return self.generations.get(session, 0)
 
     def _work(self) -> None:
         while True:
-            newest_first, _, run, done = self.jobs.get()
-            if -newest_first < self.generation:
+            newest_first, _, session, run, done = self.jobs.get()
+            if -newest_first < self.newest(session):
                 done(None, BadRequest('stale: the view has moved on', HTTPStatus.CONFLICT))
                 continue
             try:
@@ -71,17 +93,22 @@ class Viewer:
             except Exception as e:  # reported to the request, never kills the worker
                 done(None, e)
 
-    def submit(self, generation: int, run: Callable[[], object], timeout: float = 600):
+    def submit(self, session: str, generation: int, run: Callable[[], object],
+               timeout: float = 600):
         """Runs `run` on the worker (the newest generation first, in order of arrival within
-        one); a job whose generation is older than the newest seen is refused (409)."""
-        self.generation = max(self.generation, generation)
+        one); a job whose generation is older than the newest its page session has sent is
+        refused (409)."""
+        with self.lock:
+            if len(self.generations) > 10000 and session not in self.generations:
+                self.generations.clear()  # sessions of long-closed pages
+            self.generations[session] = max(self.newest(session), generation)
         finished = threading.Event()
         result: Dict[str, object] = {}
 
         def done(value, error):
             result.update(value=value, error=error)
             finished.set()
-        self.jobs.put((-generation, next(self.order), run, done))
+        self.jobs.put((-generation, next(self.order), session, run, done))
         if not finished.wait(timeout):
             raise BadRequest('timed out', HTTPStatus.SERVICE_UNAVAILABLE)
         if result['error'] is not None:
@@ -105,9 +132,40 @@ def number(params: Dict[str, List[str]], key: str, kind=float, low=None, high=No
     return value
 
 
-def make_handler(viewer: Viewer):
+def allowed_host_names(host: str) -> Optional[set]:
+    """The names a request's Host may give for a server bound to `host` (None: any IP
+    literal, this machine's names and localhost, for a server bound to every interface)."""
+    loopback = {'localhost', '127.0.0.1', '::1'}
+    if host in ('', '0.0.0.0', '::'):
+        return None
+    names = {host.strip('[]').lower()}
+    return names | loopback if names & loopback else names
+
+
+def host_allowed(header: Optional[str], names: Optional[set], port: int) -> bool:
+    """Whether a Host header names this server (its port, and one of its names)."""
+    if not header:
+        return False
+    name, _, given_port = header.strip().rpartition(':') if not header.endswith(']') \
+        else (header, '', '')
+    if not name or (given_port and not given_port.isdigit()):
+        name, given_port = header.strip(), ''
+    if (int(given_port) if given_port else 80) != port:
+        return False
+    name = name.strip('[]').lower()
+    if names is not None:
+        return name in names
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return name in {'localhost', socket.gethostname().lower(), socket.getfqdn().lower()}
+
+
+def make_handler(viewer: Viewer, names: Optional[set], port: int):
     class Handler(BaseHTTPRequestHandler):
         server_version = 'liif-viewer'
+        timeout = CONNECTION_TIMEOUT
 
         def log_message(self, format, *args):  # quiet: the page asks for many tiles
             pass
@@ -129,8 +187,31 @@ def make_handler(viewer: Viewer):
         def do_POST(self):
             self.respond(self.route_post)
 
+        def check_origin(self, state_changing: bool) -> None:
+            """403 unless the request is this server's own page's (see the module doc)."""
+            host = self.headers.get('Host')
+            if not host_allowed(host, names, port):
+                raise BadRequest(f"forbidden: Host '{(host or '')[:80]}' is not this server",
+                                 HTTPStatus.FORBIDDEN)
+            own = f'http://{host}'
+            origin = self.headers.get('Origin')
+            site = self.headers.get('Sec-Fetch-Site')
+            if (origin is not None and origin != own) or \
+                    (site is not None and site not in ('same-origin', 'none')):
+                raise BadRequest('forbidden: a request from another site', HTTPStatus.FORBIDDEN)
+            if state_changing:
+                referer = self.headers.get('Referer', '')
+                if origin is None and not referer.startswith(own + '/'):
+                    raise BadRequest('forbidden: a save must come from the viewer page',
+                                     HTTPStatus.FORBIDDEN)
+                if not secrets.compare_digest(self.headers.get(TOKEN_HEADER, ''),
+                                              viewer.token):
+                    raise BadRequest(f'forbidden: a save needs the page\'s {TOKEN_HEADER}',
+                                     HTTPStatus.FORBIDDEN)
+
         def respond(self, route) -> None:
             try:
+                self.check_origin(route == self.route_post)
                 route(urlsplit(self.path))
             except BadRequest as e:
                 self.send_json(e.status, {'error': str(e)})
@@ -166,8 +247,8 @@ def make_handler(viewer: Viewer):
             try:
                 body = json.loads(self.rfile.read(length) or b'{}')
                 params = {k: [str(v)] for k, v in dict(body).items()}
-            except (ValueError, TypeError):
-                raise BadRequest('the body must be a JSON object')
+            except (ValueError, TypeError, RecursionError):
+                raise BadRequest('the body must be a JSON object of numbers')
             return self.save(params)
 
         def static_file(self, name: str) -> None:
@@ -177,6 +258,14 @@ def make_handler(viewer: Viewer):
             with open(path, 'rb') as f:
                 self.send(HTTPStatus.OK, f.read(), CONTENT_TYPES[os.path.splitext(name)[1]])
 
+        def view(self, params):
+            """(page session, view generation) of a request; without them, a session of its
+            own that is never stale."""
+            session = params.get('session', [''])[0][:64]
+            if 'gen' not in params or not session:
+                return secrets.token_hex(8), 0
+            return session, number(params, 'gen', int, 0, 1 << 62)
+
         def pane(self, params) -> Pane:
             return viewer.panes[number(params, 'pane', int, 0, len(viewer.panes) - 1)]
 
@@ -184,8 +273,9 @@ def make_handler(viewer: Viewer):
             h, w = viewer.panes[0].size
             x0, x1 = number(params, 'x0', float, 0, w), number(params, 'x1', float, 0, w)
             y0, y1 = number(params, 'y0', float, 0, h), number(params, 'y1', float, 0, h)
-            if x1 <= x0 or y1 <= y0:
-                raise BadRequest(f'empty region: x {x0}..{x1}, y {y0}..{y1}')
+            if x1 - x0 < MIN_REGION or y1 - y0 < MIN_REGION:
+                raise BadRequest(f'empty region: x {x0}..{x1}, y {y0}..{y1} (each side must '
+                                 f'be at least {MIN_REGION} input pixels)')
             return x0, y0, x1, y1
 
         def tile(self, params) -> None:
@@ -195,11 +285,11 @@ def make_handler(viewer: Viewer):
             H, W = level_size(pane.size, scale)
             tx = number(params, 'x', int, 0, (W - 1) // TILE)
             ty = number(params, 'y', int, 0, (H - 1) // TILE)
-            generation = number(params, 'gen', int, 0) if 'gen' in params else viewer.generation
+            session, generation = self.view(params)
             key = (viewer.panes.index(pane), H, W, tx, ty)
             data = viewer.cache.get(key)
             if data is None:
-                data = viewer.submit(generation, lambda: png_bytes(
+                data = viewer.submit(session, generation, lambda: png_bytes(
                     tile_pixels(pane, scale, tx, ty)))
                 viewer.cache.put(key, data)
             self.send(HTTPStatus.OK, data, 'image/png')
@@ -209,8 +299,8 @@ def make_handler(viewer: Viewer):
                 raise BadRequest('no ground truth: start the viewer with --hr',
                                  HTTPStatus.NOT_FOUND)
             pane, box = self.pane(params), self.box(params)
-            generation = number(params, 'gen', int, 0) if 'gen' in params else viewer.generation
-            value = viewer.submit(generation, lambda: region_psnr(pane, viewer.hr, box))
+            session, generation = self.view(params)
+            value = viewer.submit(session, generation, lambda: region_psnr(pane, viewer.hr, box))
             self.send_json(HTTPStatus.OK, {'pane': pane.name, 'psnr': value})
 
         def save(self, params) -> None:
@@ -221,13 +311,13 @@ def make_handler(viewer: Viewer):
                 raise BadRequest(f'a {width}x{height} view is over the limit of '
                                  f'{MAX_SAVE_SIDE} per side and {MAX_REGION_PIXELS} pixels')
             os.makedirs(viewer.save_dir, exist_ok=True)
-            stamp = time.strftime('%Y%m%d-%H%M%S')
             files = []
             for i, pane in enumerate(viewer.panes):
-                pixels = viewer.submit(viewer.generation, lambda p=pane: region_pixels(
+                pixels = viewer.submit(secrets.token_hex(8), 0, lambda p=pane: region_pixels(
                     p, (x0, y0, x1, y1), (height, width)))
                 stem = os.path.splitext(pane.name)[0]
-                path = os.path.join(viewer.save_dir, f'view-{stamp}-{i}-{stem}.png')
+                path = unique_path(viewer.save_dir, f'view-{time.strftime("%Y%m%d-%H%M%S")}'
+                                   f'-{i}-{stem}', '.png')
                 write_image(path, (pixels * 255).round().astype(np.uint8), 8)
                 files.append(path)
             self.send_json(HTTPStatus.OK, {'files': files, 'width': width, 'height': height})
@@ -235,8 +325,46 @@ def make_handler(viewer: Viewer):
     return Handler
 
 
+def unique_path(folder: str, stem: str, suffix: str) -> str:
+    """folder/stem+suffix, or with -2, -3, ... when taken (saves within one second),
+    reserved by creating it."""
+    for n in itertools.count(1):
+        path = os.path.join(folder, f'{stem}{"" if n == 1 else f"-{n}"}{suffix}')
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            continue
+
+
+class PooledHTTPServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a bounded pool of request threads and a real listen backlog:
+    connections beyond the pool wait in its queue (accepted, never reset)."""
+    request_queue_size = LISTEN_BACKLOG
+    daemon_threads = True
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self.pool = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix='viewer-request')
+
+    def process_request(self, request, client_address):
+        self.pool.submit(self.process_request_thread, request, client_address)
+
+    def server_close(self):
+        super().server_close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def check_port(port: int) -> None:
+    """ValueError unless `port` is 0 (any free port) to 65535."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be 0 (any free port) to 65535, got {port}")
+
+
 def serve(viewer: Viewer, host: str, port: int) -> ThreadingHTTPServer:
     """A server bound to host:port (port 0: any free port), not yet serving."""
-    server = ThreadingHTTPServer((host, port), make_handler(viewer))
-    server.daemon_threads = True
+    check_port(port)
+    server = PooledHTTPServer((host, port), None)
+    server.RequestHandlerClass = make_handler(viewer, allowed_host_names(host),
+                                              server.server_address[1])
     return server

@@ -16,6 +16,8 @@ const view = { cx: 0, cy: 0, z: 1 };
 let info = null;
 let panes = [];
 let generation = 0;
+// This page's session: the server judges a request stale only against this page's newest view.
+const session = Math.random().toString(36).slice(2) + Date.now().toString(36);
 let level = null;          // { s, W, H, sx, sy } of the tiles asked for
 let settleTimer = null;
 let fitZoom = 1;
@@ -125,7 +127,7 @@ function requestTiles() {
       const tile = { img, loaded: false, controller: new AbortController(), url: null };
       layer.tiles.set(key, tile);
       const url = `/api/tile?pane=${pane.index}&scale=${level.s}&x=${tx}&y=${ty}` +
-                  `&gen=${layer.gen}`;
+                  `&gen=${layer.gen}&session=${session}`;
       fetch(url, { signal: tile.controller.signal }).then((r) => {
         if (!r.ok) throw new Error(`${r.status}`);
         return r.blob();
@@ -226,7 +228,8 @@ function updatePsnr() {
     const span = pane.el.querySelector('.psnr');
     span.textContent = 'PSNR …';
     pane.psnr = null;
-    fetch(`/api/psnr?pane=${pane.index}&x0=${r.x0}&y0=${r.y0}&x1=${r.x1}&y1=${r.y1}&gen=${gen}`)
+    fetch(`/api/psnr?pane=${pane.index}&x0=${r.x0}&y0=${r.y0}&x1=${r.x1}&y1=${r.y1}` +
+          `&gen=${gen}&session=${session}`)
       .then((res) => res.json()).then((v) => {
         if (gen !== generation || v.psnr === undefined) return;
         pane.psnr = { value: v.psnr, region: r };
@@ -293,7 +296,8 @@ function bindControls() {
 function saveView() {
   const r = visibleRegion();
   $('status').textContent = 'saving…';
-  fetch('/api/save', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+  fetch('/api/save', { method: 'POST', headers: { 'Content-Type': 'application/json',
+                                                  'X-Viewer-Token': info.token },
                        body: JSON.stringify({ ...r, width: Number($('save-width').value) }) })
     .then((res) => res.json()).then((v) => {
       $('status').textContent = v.error ? `error: ${v.error}` : `saved ${v.files.join(', ')}`;
