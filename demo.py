@@ -24,7 +24,9 @@ Examples:
 """
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Iterator, List, Optional, Tuple
 
@@ -179,18 +181,23 @@ def run(args: argparse.Namespace) -> str:
     h, w = image.rgb.shape[:2]
     H, W = output_size(args, h, w)
     output = args.output
+    default_folder = args.output is None
     if output is None:
         stem = os.path.splitext(os.path.basename(args.input))[0]
-        os.makedirs('outputs', exist_ok=True)
         output = os.path.join('outputs', f'{stem}_{H}x{W}.png')
     planes = (1 if image.gray else 3) + (image.alpha is not None)
     fmt = output_format(output)
     bits = output_bits(fmt, image.bits)
-    check_output(output, (H, W), planes, bits, host_budget)
+    # The default folder is made only once the render starts: its parent is checked now.
+    check_output(os.path.basename(output) if default_folder and not os.path.isdir('outputs')
+                 else output, (H, W), planes, bits, host_budget)
     if same_file(output, args.input) and not args.overwrite:
         raise DemoError(f"the output {output} is the input file; pass --overwrite to replace it")
     if os.path.exists(output) and not os.path.isfile(output):
         raise DemoError(f"output is not a regular file: {output}")
+    if os.path.isfile(output) and not os.stat(output).st_mode & 0o222 and not args.overwrite:
+        raise DemoError(f"the output {output} is write-protected; pass --overwrite to replace "
+                        "it anyway")
     renderer = load_renderer(args, device)
     plan = renderer.plan(renderer.padded_size((h, w)), True, device)
     if not args.quiet:
@@ -232,12 +239,21 @@ def run(args: argparse.Namespace) -> str:
                     if note:
                         tqdm.write(note, file=sys.stderr)
 
+    if default_folder:
+        os.makedirs('outputs', exist_ok=True)  # only once the render can start
     write_bands(output, (H, W), planes, bits, bands())
     return f"wrote {output} ({W}x{H} from {w}x{h})"
 
 
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (a job scheduler, `kill`) ends the render like Ctrl-C: no file left behind."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm) if in_main else None
     try:
         print(run(args))
     except (DemoError, OSError, ValueError) as e:
@@ -246,6 +262,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; no output written", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

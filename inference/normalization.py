@@ -27,7 +27,11 @@ def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device
     norm = data_norm or IDENTITY_NORM
 
     def vec(key, part, shape):
-        return torch.tensor(norm[key][part], dtype=torch.float32, device=device).view(shape)
+        values = norm[key][part]
+        if not isinstance(values, (list, tuple)) or len(values) not in (1, 3):
+            raise ValueError(f"data_norm.{key}.{part} must list 1 value (all channels) or 3 "
+                             f"(R, G, B), got {values!r}")
+        return torch.tensor(values, dtype=torch.float32, device=device).view(shape)
     return (vec('inp', 'sub', (1, -1, 1, 1)), vec('inp', 'div', (1, -1, 1, 1)),
             vec('gt', 'sub', (1, 1, -1)), vec('gt', 'div', (1, 1, -1)))
 

@@ -70,6 +70,11 @@ class Workspace:
     def tiny(self) -> str:
         return shared_path('reference', 'vectors', 'tiny_liif.pth')
 
+    def protected(self, name: str) -> str:
+        path = self.image(name)
+        os.chmod(path, 0o444)
+        return path
+
     def cmsr_table(self) -> str:
         with open(self.path('table.yaml'), 'w') as f:
             f.write('12: {1: 0.1, 2: 0.2}\n')
@@ -169,6 +174,11 @@ CASES = [
          lambda w: ['--config', w.test_config(), '--model', w.tiny(), '--out',
                     w.path('s2m.yaml'), '--device', 'cpu', '--quiet'],
          'CMSR tables are made for LMF models'),
+    Case('demo.py', 'write-protected output without --overwrite',
+         lambda w: demo(w, '--output', w.protected('out.png')), 'is write-protected'),
+    Case('demo.py', 'default output folder, failing before the render (no outputs/ made)',
+         lambda w: ['--input', w.image(), '--model', w.path('none.pth'), '--quiet'],
+         'checkpoint not found'),
     Case('demo.py', 'output path is a folder',
          lambda w: demo(w, '--output', w.path('')), 'is a folder, not a file'),
     Case('demo.py', 'output .psd (a format PIL cannot write)',
@@ -273,6 +283,9 @@ CASES = [
     Case('test.py', '--model given a YAML config', lambda w: evaluate(
         w, w.test_config(), '--model', w.test_config()), 'is a text file (a YAML config?), not a '
         'checkpoint'),
+    Case('test.py', 'data_norm of 2 values', lambda w: evaluate(w, w.test_config(
+        set_arg('data_norm.inp.sub', [0.5, 0.5]))),
+        'data_norm.inp.sub must list 1 value (all channels) or 3 (R, G, B), got [0.5, 0.5]'),
     Case('test.py', 'checkpoint with NaN weights',
          lambda w: evaluate(w, w.test_config(), '--model', w.checkpoint(
              lambda c: c['model']['sd']['imnet.layers.0.bias'].fill_(float('inf')))),
@@ -347,9 +360,12 @@ def entry(script: str):
 
 
 def snapshot(root: str):
-    """Every file under root with its size, modification time and permissions."""
+    """Every file and folder under root, files with their size, modification time and
+    permissions (an empty folder a failed run made counts as a change)."""
     out = {}
-    for folder, _, files in os.walk(root):
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(folder, name), root) + os.sep] = 'folder'
         for name in files:
             info = os.stat(os.path.join(folder, name))
             out[os.path.relpath(os.path.join(folder, name), root)] = (
@@ -362,9 +378,10 @@ def test_there_are_at_least_30_cases():
 
 
 @pytest.mark.parametrize('case', CASES, ids=[f'{c.script}: {c.what}' for c in CASES])
-def test_bad_input_is_one_error_line_and_changes_no_file(tmp_path, capsys, case):
+def test_bad_input_is_one_error_line_and_changes_no_file(tmp_path, capsys, monkeypatch, case):
     w = Workspace(tmp_path)
     argv = case.argv(w)
+    monkeypatch.chdir(tmp_path)  # default outputs (demo's outputs/) would land here
     before = snapshot(str(tmp_path))
     capsys.readouterr()
     code = entry(case.script)(argv)
@@ -385,9 +402,15 @@ def error_lines():
     for case in CASES:
         with tempfile.TemporaryDirectory() as tmp:
             argv = case.argv(Workspace(tmp))
+            here = os.getcwd()
+            os.chdir(tmp)
             err = io.StringIO()
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-                code = entry(case.script)(argv)
+            try:
+                with contextlib.redirect_stderr(err), \
+                        contextlib.redirect_stdout(io.StringIO()):
+                    code = entry(case.script)(argv)
+            finally:
+                os.chdir(here)
             line = err.getvalue().strip().replace(tmp + os.sep, 'T/').replace(tmp, 'T')
             yield case, f'{line} (exit {code})'
 

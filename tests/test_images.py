@@ -160,7 +160,8 @@ def test_output_onto_the_input_needs_overwrite(tmp_path):
     assert Image.open(tmp_path / 'in.png').size == (24, 24)
 
 
-def test_ctrl_c_is_one_line_and_leaves_no_file(tmp_path):
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_ctrl_c_is_one_line_and_leaves_no_file(tmp_path, sig):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / 'in.png')
     proc = subprocess.Popen(
         [sys.executable, os.path.join(REPO, 'demo.py'), '--input', str(tmp_path / 'in.png'),
@@ -169,7 +170,7 @@ def test_ctrl_c_is_one_line_and_leaves_no_file(tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and not any(n.startswith('.tmp-') for n in os.listdir(tmp_path)):
         time.sleep(0.2)  # wait until the render has started writing
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     lines = [line for line in err.replace('\r', '\n').splitlines()
