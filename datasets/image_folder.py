@@ -29,11 +29,23 @@ def list_images(root_path: str, split_file: Optional[str] = None,
                        if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
     else:
         with open(split_file) as f:
-            splits = json.load(f)
+            try:
+                splits = json.load(f)
+            except ValueError as e:
+                raise ValueError(f"split_file {split_file} is not valid JSON: {e}") from None
+        if not isinstance(splits, dict) or not all(
+                isinstance(v, list) and all(isinstance(n, str) for n in v)
+                for v in splits.values()):
+            raise ValueError(f"split_file {split_file} must map split names to lists of file "
+                             'names, e.g. {"train": ["0001.png", ...], "val": [...]}')
         if split_key not in splits:
             raise KeyError(f"split_key '{split_key}' not in {split_file}; "
                            f"known: {', '.join(sorted(splits))}")
         names = splits[split_key]
+        missing = [n for n in names if not os.path.isfile(os.path.join(root_path, n))]
+        if missing:
+            raise FileNotFoundError(f"split_file {split_file} names {len(missing)} file(s) "
+                                    f"not in {root_path}, e.g. {missing[0]}")
     if first_k is not None:
         names = names[:first_k]
     if not names:

@@ -70,6 +70,12 @@ class Workspace:
     def tiny(self) -> str:
         return shared_path('reference', 'vectors', 'tiny_liif.pth')
 
+    def json(self, name: str, value) -> str:
+        import json
+        with open(self.path(name), 'w') as f:
+            json.dump(value, f)
+        return self.path(name)
+
     def protected(self, name: str) -> str:
         path = self.image(name)
         os.chmod(path, 0o444)
@@ -286,6 +292,14 @@ CASES = [
     Case('test.py', 'data_norm of 2 values', lambda w: evaluate(w, w.test_config(
         set_arg('data_norm.inp.sub', [0.5, 0.5]))),
         'data_norm.inp.sub must list 1 value (all channels) or 3 (R, G, B), got [0.5, 0.5]'),
+    Case('test.py', 'split_file that is a JSON list', lambda w: evaluate(w, w.test_config(
+        lambda c: (c['test_dataset']['dataset']['args'].update(
+            split_file=w.json('split.json', ['a.png']), split_key='test')))),
+        'must map split names to lists of file names'),
+    Case('test.py', 'split_file naming a missing file', lambda w: evaluate(w, w.test_config(
+        lambda c: (c['test_dataset']['dataset']['args'].update(
+            split_file=w.json('split.json', {'test': ['ax4.png', 'nope.png']}),
+            split_key='test')))), 'names 1 file(s) not in'),
     Case('test.py', 'checkpoint with NaN weights',
          lambda w: evaluate(w, w.test_config(), '--model', w.checkpoint(
              lambda c: c['model']['sd']['imnet.layers.0.bias'].fill_(float('inf')))),
