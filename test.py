@@ -36,6 +36,7 @@ from utils import PRECISIONS, resolve_device
 from utils.devices import precision_note
 from utils.config import apply_overrides, load_config, override_keys, reroot, require
 from utils.config_schema import test_schema
+from utils.errors import error_line
 from utils.schema import check_config
 
 SRNO_SCALE_MAX = 4  # SRNO's test.py default, used by --mcell
@@ -127,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                            eval_type=config.get('eval_type'), eval_bsize=config.get('eval_bsize'),
                            scale_max=scale_max, verbose=not args.quiet)
     except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; no result", file=sys.stderr)

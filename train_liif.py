@@ -49,6 +49,7 @@ import models
 from utils import load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
 from utils.config import apply_overrides, load_config, override_keys, reroot
 from utils.config_schema import train_schema
+from utils.errors import error_line
 from utils.devices import precision_note
 from utils.files import atomic_path
 from utils.run_folder import lock_run_folder
@@ -106,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return DIVERGED_STATUS
     except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; the run continues from its last epoch with --resume",

@@ -91,7 +91,7 @@ class ImageFolder(Dataset):
         its stale copy removed) instead of being read from the cache."""
         root = os.path.normpath(root_path)
         bin_root = os.path.join(os.path.dirname(root), '_bin_' + os.path.basename(root))
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = os.path.basename(path)  # with its extension: baby.png and baby.jpg differ
         info = os.stat(path)
         bin_file = os.path.join(bin_root, f'{stem}_{info.st_size}_{info.st_mtime_ns}.npy')
         if not os.path.exists(bin_file):

@@ -283,6 +283,15 @@ CASES = [
                  wrapper={'name': 'sr-implicit-downsampled', 'args': {'scale_min': 6}}),
              os.makedirs(w.path('small')), w.image('small/a.png', 4, 4)))),
          'is smaller than the scale x6'),
+    Case('test.py', 'an error in a data-loader worker (--num-workers 1)',
+         lambda w: evaluate(w, w.test_config(lambda c: (
+             c.update(eval_type='benchmark-6'),
+             c['test_dataset'].update(
+                 dataset={'name': 'image-folder', 'args': {'root_path': w.path('small')}},
+                 wrapper={'name': 'sr-implicit-downsampled', 'args': {'scale_min': 6}}),
+             os.makedirs(w.path('small')), w.image('small/a.png', 4, 4))), '--num-workers',
+             '1'), 'is smaller than the scale x6: its downsampled input would have no pixel '
+                   '(in data-loader worker 0)'),
     Case('test.py', 'malformed --set value', lambda w: evaluate(w, w.test_config(), '--set',
                                                                 'eval_bsize=['),
          "override 'eval_bsize=[': the value is not valid YAML"),

@@ -118,7 +118,21 @@ def test_bin_and_in_memory_cache_equal_no_cache(tmp_path):
     for cache in ('bin', 'in_memory'):
         assert all(torch.equal(a, b) for a, b in zip(outs['none'], outs[cache]))
     assert [re.sub(r'_\d+_\d+', '', n) for n in sorted(os.listdir(tmp_path / '_bin_hr'))] == \
-        ['a.npy', 'b.npy']
+        ['a.png.npy', 'b.png.npy']
+
+
+def test_bin_cache_keeps_files_of_one_stem_apart(tmp_path):
+    """baby.png and baby.jpg are two images: each has its own cached copy."""
+    src = tmp_path / 'hr'
+    src.mkdir()
+    write_png(src / 'baby.png', 10, 9, seed=1)
+    Image.fromarray(np.full((7, 6, 3), 200, np.uint8)).save(src / 'baby.jpg', quality=95)
+    spec = {'name': 'image-folder', 'args': {'root_path': str(src), 'cache': 'bin'}}
+    for _ in range(2):
+        cached = datasets.make(spec)
+        plain = datasets.make({'name': 'image-folder', 'args': {'root_path': str(src)}})
+        assert all(torch.equal(cached[i], plain[i]) for i in range(2))
+    assert len(os.listdir(tmp_path / '_bin_hr')) == 2
 
 
 def test_bin_cache_notices_a_changed_source(tmp_path):

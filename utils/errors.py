@@ -1,0 +1,18 @@
+"""The one `error:` line a script prints for an exception."""
+import re
+
+# PyTorch re-raises a data-loader worker's exception with the worker's traceback in its text.
+WORKER = re.compile(r'Caught \w+ in DataLoader worker process (\d+)')
+
+
+def error_line(e: BaseException) -> str:
+    """The message of `e` on one line: a KeyError's key message unquoted, and for an error
+    raised in a data-loader worker, the worker's own message (not its traceback)."""
+    text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    text = str(text)
+    worker = WORKER.search(text)
+    if worker and 'Original Traceback' in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = f"{re.sub(r'^[A-Za-z_.]+(Error|Exception): ', '', last.strip())} (in data-loader " \
+               f"worker {worker.group(1)})"
+    return ' '.join(text.split()) if '\n' in text else text
