@@ -128,10 +128,10 @@ def output_size(args: argparse.Namespace, h: int, w: int) -> Tuple[int, int]:
                             "(pass --allow-downscale to render smaller anyway)")
         H, W = round(h * sh), round(w * sw)
     if H <= 0 or W <= 0:
-        raise DemoError(f"output size must be positive, got {H}x{W}")
+        raise DemoError(f"output size must be positive, got {W}x{H}")
     if (H < h or W < w) and not args.allow_downscale:
-        raise DemoError(f"output {H}x{W} is smaller than the {h}x{w} input "
-                        "(pass --allow-downscale to allow it)")
+        raise DemoError(f"output {W}x{H} is smaller than the {w}x{h} input on at least one "
+                        "axis (pass --allow-downscale to allow it)")
     return H, W
 
 

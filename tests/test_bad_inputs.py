@@ -185,6 +185,8 @@ CASES = [
     Case('demo.py', 'default output folder, failing before the render (no outputs/ made)',
          lambda w: ['--input', w.image(), '--model', w.path('none.pth'), '--quiet'],
          'checkpoint not found'),
+    Case('demo.py', '--scale 1e12 (larger than any format)',
+         lambda w: demo(w, '--scale', '1e12'), 'no format holds it: ask for a smaller'),
     Case('demo.py', 'output path is a folder',
          lambda w: demo(w, '--output', w.path('')), 'is a folder, not a file'),
     Case('demo.py', 'output .psd (a format PIL cannot write)',

@@ -75,8 +75,12 @@ def check_output(path: str, size: Tuple[int, int], planes: int, bits: int,
     fmt = output_format(path)
     H, W = size
     if max(H, W) > fmt.max_side:
+        larger = [f.name for f in dict.fromkeys(FORMATS.values())
+                  if f.max_side >= max(H, W) and f.name != fmt.name]
+        instead = f"write {' or '.join(sorted(set(larger)))} instead" if larger else \
+            "no format holds it: ask for a smaller --scale or --resolution"
         raise ValueError(f"{fmt.name} images are at most {fmt.max_side} pixels a side; "
-                         f"{W}x{H} is too large (write .png or .tif)")
+                         f"{W}x{H} is too large ({instead})")
     need = memory_needed(fmt, size, planes, bits)
     if need > max_bytes:
         raise ValueError(f"a {W}x{H} {fmt.name} is encoded from memory: it needs "
