@@ -32,6 +32,7 @@ Examples:
 """
 import argparse
 import copy
+import errno
 import logging
 import os
 import sys
@@ -108,6 +109,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return DIVERGED_STATUS
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {error_line(e)}", file=sys.stderr)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            # The disk is full: the log writers' exit handlers and threads would each print
+            # a traceback failing to flush; every checkpoint is written whole or not at all.
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; the run continues from its last epoch with --resume",

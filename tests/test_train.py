@@ -350,3 +350,22 @@ def test_one_run_folder_one_process_and_stale_temporaries_cleared(tmp_path, tiny
         assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
     assert train(tmp_path, tiny, '--name', 'l', '--resume', '--set', 'epoch_max=2') == 0
     assert not list(run.glob('.tmp-*'))
+
+
+def test_a_full_disk_is_one_error_line(tmp_path, tiny):
+    """torch.save on a full disk (simulated: it raises ENOSPC): one error line, exit 2, no
+    traceback from the log writers' threads or exit handlers, no temporary file left."""
+    script = (
+        'import errno, sys, torch\n'
+        'def full(*args, **kwargs):\n'
+        '    raise OSError(errno.ENOSPC, "No space left on device")\n'
+        'torch.save = full\n'
+        'import train_liif\n'
+        f'sys.exit(train_liif.main(["--config", {tiny!r}, "--save-dir", {str(tmp_path)!r}, '
+        '"--device", "cpu", "--quiet", "--set", "epoch_max=1"]))\n')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            timeout=300, cwd=REPO)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith('error: no space left to write ') and \
+        result.stderr.count('\n') == 1, result.stderr
+    assert not list(tmp_path.rglob('.tmp-*')) and not list(tmp_path.rglob('*.pth'))

@@ -1,5 +1,7 @@
 """Checkpoints in the official LIIF format: {'model': {'name', 'args', 'sd'}, ...}."""
+import errno
 import os
+import shutil
 from typing import Any, Dict, Mapping, Optional
 
 import torch
@@ -104,6 +106,17 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
 
 
 def save_atomic(obj: Any, path: str) -> None:
-    """torch.save to a temporary file beside `path`, then rename, so `path` is never half-written."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """torch.save to a temporary file beside `path`, then rename, so `path` is never
+    half-written. A write that fails (a full disk: torch reports it as a RuntimeError) is an
+    OSError naming the file and the free space."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as e:
+        folder = os.path.dirname(os.path.abspath(path))
+        free = shutil.disk_usage(folder).free
+        full = getattr(e, 'errno', None) == errno.ENOSPC or free < (1 << 20)
+        if full:
+            raise OSError(errno.ENOSPC, f"no space left to write {path} ({free / 2 ** 20:.1f} "
+                          f"MB free in {folder}); nothing half-written is left") from None
+        raise OSError(f"cannot write {path}: {str(e).strip().splitlines()[0]}") from None

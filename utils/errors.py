@@ -9,6 +9,8 @@ def error_line(e: BaseException) -> str:
     """The message of `e` on one line: a KeyError's key message unquoted, and for an error
     raised in a data-loader worker, the worker's own message (not its traceback)."""
     text = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+    if isinstance(e, OSError) and e.strerror:  # not "[Errno 28] ..."
+        text = e.strerror + (f": {e.filename}" if e.filename else '')
     text = str(text)
     worker = WORKER.search(text)
     if worker and 'Original Traceback' in text:
