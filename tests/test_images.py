@@ -20,7 +20,7 @@ from datasets.image_io import read_rgb
 from inference import render_bands
 from scripts import make_lr
 from utils import load_checkpoint
-from utils.images import read_image
+from utils.images import image_size, read_image
 
 
 def tiny():
@@ -192,3 +192,15 @@ def test_a_non_srgb_icc_profile_is_stated(tmp_path, capsys):
                           str(tmp_path / f'{name}.out.png'), '--model', tiny()]) == 0
         notes[name] = 'non-sRGB ICC profile' in capsys.readouterr().err
     assert notes == {'xyz': True, 'srgb': False}
+
+
+def test_a_planar_rgb_tiff_reads_as_its_contiguous_twin(tmp_path):
+    """TIFF PlanarConfiguration 2 (the samples plane by plane): the same image, and the same
+    size read from its header, as the same pixels stored contiguously."""
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / 'planar.tif', np.moveaxis(rgb, -1, 0), planarconfig='separate',
+                     photometric='rgb')
+    tifffile.imwrite(tmp_path / 'contig.tif', rgb, photometric='rgb')
+    planar, contig = (read_image(str(tmp_path / f'{n}.tif')) for n in ('planar', 'contig'))
+    assert planar.rgb.shape == (20, 30, 3) and np.array_equal(planar.rgb, contig.rgb)
+    assert image_size(str(tmp_path / 'planar.tif')) == (20, 30)

@@ -81,11 +81,17 @@ def _png_bit_depth(path: str) -> Optional[int]:
     return head[PNG_BIT_DEPTH_OFFSET]
 
 
+# TIFF PlanarConfiguration 2: the samples stored plane by plane (tifffile gives (s, h, w)).
+PLANAR_SEPARATE = 2
+
+
 def _read_tiff(path: str) -> ImageData:
     """TIFF of uint8, uint16 or float samples (floats taken as [0, 1]), 1-4 planes."""
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         arr = page.asarray()
+        if int(page.planarconfig) == PLANAR_SEPARATE and page.samplesperpixel > 1:
+            arr = np.moveaxis(arr, 0, -1)  # stored plane by plane: (samples, h, w)
         tag = page.tags.get('Orientation')
         icc = page.tags.get('InterColorProfile')
     orientation = int(tag.value) if tag is not None else 1
@@ -122,8 +128,8 @@ def image_size(path: str) -> Tuple[int, int]:
     """(h, w) of an image file as stored, read from its header only."""
     if path.lower().endswith(TIFF_EXTENSIONS):
         with tifffile.TiffFile(path) as tif:
-            shape = tif.pages[0].shape
-        return shape[0], shape[1]
+            page = tif.pages[0]
+            return page.imagelength, page.imagewidth  # whatever the planar configuration
     with _pixel_limit(None), Image.open(path) as img:
         return img.height, img.width
 
