@@ -70,6 +70,16 @@ class Workspace:
     def tiny(self) -> str:
         return shared_path('reference', 'vectors', 'tiny_liif.pth')
 
+    def tiny_hr_at_x6(self) -> str:
+        """A test config scoring a 4x4 HR image at x6 (downsampled on the fly)."""
+        os.makedirs(self.path('small'))
+        self.image('small/a.png', 4, 4)
+        return self.test_config(lambda c: (
+            c.update(eval_type='benchmark-6'),
+            c['test_dataset'].update(
+                dataset={'name': 'image-folder', 'args': {'root_path': self.path('small')}},
+                wrapper={'name': 'sr-implicit-downsampled', 'args': {'scale_min': 6}})))
+
     def json(self, name: str, value) -> str:
         import json
         with open(self.path(name), 'w') as f:
@@ -278,22 +288,11 @@ CASES = [
                                                           'nan'),
          'must be a positive number, got nan'),
     Case('test.py', 'HR image smaller than the scale (4x4 at x6)',
-         lambda w: evaluate(w, w.test_config(lambda c: (
-             c.update(eval_type='benchmark-6'),
-             c['test_dataset'].update(
-                 dataset={'name': 'image-folder', 'args': {'root_path': w.path('small')}},
-                 wrapper={'name': 'sr-implicit-downsampled', 'args': {'scale_min': 6}}),
-             os.makedirs(w.path('small')), w.image('small/a.png', 4, 4)))),
-         'is smaller than the scale x6'),
+         lambda w: evaluate(w, w.tiny_hr_at_x6()), 'is smaller than the scale x6'),
     Case('test.py', 'an error in a data-loader worker (--num-workers 1)',
-         lambda w: evaluate(w, w.test_config(lambda c: (
-             c.update(eval_type='benchmark-6'),
-             c['test_dataset'].update(
-                 dataset={'name': 'image-folder', 'args': {'root_path': w.path('small')}},
-                 wrapper={'name': 'sr-implicit-downsampled', 'args': {'scale_min': 6}}),
-             os.makedirs(w.path('small')), w.image('small/a.png', 4, 4))), '--num-workers',
-             '1'), 'is smaller than the scale x6: its downsampled input would have no pixel '
-                   '(in data-loader worker 0)'),
+         lambda w: evaluate(w, w.tiny_hr_at_x6(), '--num-workers', '1'),
+         'is smaller than the scale x6: its downsampled input would have no pixel '
+         '(in data-loader worker 0)'),
     Case('test.py', 'malformed --set value', lambda w: evaluate(w, w.test_config(), '--set',
                                                                 'eval_bsize=['),
          "override 'eval_bsize=[': the value is not valid YAML"),
