@@ -86,11 +86,7 @@ def refine_table(model, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tens
                          f"{type(model).__name__} has no modulations")
     feat = model.encode(inp)
     m = model.modulate(feat, model.modulation_cell(cell))
-    tables = model.tables(m, None) if impl == 'fast' else None
-
-    def decode(c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        return model.query_tables(tables, c, s) if tables is not None else \
-            model.query_modulated(m, c, s)
+    decode = model.modulated_decoder(m, impl)
 
     h, w = inp.shape[-2:]
     Q = coord.shape[1]

@@ -293,17 +293,21 @@ class LatentModulated(ImplicitDecoder):
         def decode(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:
             check_queries(coord, cell, batch)
             m = self.modulate(feat, self.modulation_cell(cell))
-            if impl == 'fast':
-                t = self.tables(m, None)  # the levels' cells differ from the image's
-                run = lambda c, s: self.query_tables(t, c, s)  # noqa: E731
-            else:
-                run = lambda c, s: self.query_modulated(m, c, s)  # noqa: E731
+            run = self.modulated_decoder(m, impl)
             h, w = m.mod.shape[-2:]
             if coord.shape[1] <= CMSR_MAX_SCALE ** 2 * h * w:
                 return decode_in_chunks(run, coord, cell, chunk_size)
             return cmsr_decode(lambda c, s: decode_in_chunks(run, c, s, chunk_size),
                                self.mod_mean(m), m.inp, coord, tables)
         return decode
+
+    def modulated_decoder(self, m: Modulated, impl: str = 'fast') -> Decoder:
+        """(coord, cell) -> (B, Q, 3) with the modulations of `m` fixed, whatever the queries'
+        cells (CMSR's levels and the table maker decode other cells than the image's)."""
+        if impl == 'fast':
+            t = self.tables(m, None)  # the cell not folded in
+            return lambda coord, cell: self.query_tables(t, coord, cell)
+        return lambda coord, cell: self.query_modulated(m, coord, cell)
 
     def mod_mean(self, m: Modulated) -> torch.Tensor:
         """(B, 1, h, w) mean absolute modulation of the second half (the shifts), CMSR's
