@@ -18,7 +18,8 @@ FLOOR_EPS = 1e-9
 TOO_SMALL_CHOICES = ('error', 'skip')
 
 
-def _source(dataset: Dataset, idx: int) -> str:
+def source_of(dataset: Dataset, idx: int) -> str:
+    """The file(s) of item `idx` of a dataset that knows them (path_of), for messages."""
     return dataset.path_of(idx) if hasattr(dataset, 'path_of') else f'item {idx}'
 
 
@@ -58,14 +59,14 @@ class SRImplicitPaired(Dataset):
 
     def __getitem__(self, idx: int):
         img_lr, img_hr = self.dataset[idx]
-        s = paired_scale(img_lr, img_hr, _source(self.dataset, idx))
+        s = paired_scale(img_lr, img_hr, source_of(self.dataset, idx))
         if self.inp_size is None:
             h_lr, w_lr = img_lr.shape[-2:]
             crop_lr, crop_hr = img_lr, img_hr[:, :h_lr * s, :w_lr * s]
         else:
             w_lr = self.inp_size
             if min(img_lr.shape[-2:]) < w_lr:
-                raise ValueError(f"{_source(self.dataset, idx)}: LR image "
+                raise ValueError(f"{source_of(self.dataset, idx)}: LR image "
                                  f"{img_lr.shape[-2]}x{img_lr.shape[-1]} is smaller than "
                                  f"inp_size {w_lr}")
             x0 = random.randint(0, img_lr.shape[-2] - w_lr)
@@ -152,7 +153,7 @@ class SRImplicitDownsampled(Dataset):
             if min(img.shape[-2:]) >= w_hr:
                 return img
             if self.too_small == 'error':
-                raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-2]}x"
+                raise ValueError(f"{source_of(self.dataset, idx)}: image {img.shape[-2]}x"
                                  f"{img.shape[-1]} is smaller than the {w_hr}x{w_hr} HR crop "
                                  f"(inp_size {self.inp_size} at scale {s:.3f}); set "
                                  "too_small: skip to pass over such images")
@@ -165,7 +166,7 @@ class SRImplicitDownsampled(Dataset):
             h_lr = math.floor(img.shape[-2] / s + FLOOR_EPS)
             w_lr = math.floor(img.shape[-1] / s + FLOOR_EPS)
             if min(h_lr, w_lr) < 1:
-                raise ValueError(f"{_source(self.dataset, idx)}: image {img.shape[-1]}x"
+                raise ValueError(f"{source_of(self.dataset, idx)}: image {img.shape[-1]}x"
                                  f"{img.shape[-2]} is smaller than the scale x{s:g}: its "
                                  "downsampled input would have no pixel")
             crop_hr = img[:, :round(h_lr * s), :round(w_lr * s)]

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from datasets.wrappers import source_of
 from utils.coords import flat_batch, flat_to_grid
 from utils.metrics import Averager, eval_scale, make_metric
 from .renderer import Renderer
@@ -45,12 +46,11 @@ def check_scale(inp: torch.Tensor, shape, eval_type: Optional[str]) -> None:
                          f"{w}x{h} input came with a {shape[1]}x{shape[0]} HR grid")
 
 
-def source_of(loader: DataLoader, index: int) -> str:
+def batch_source(loader: DataLoader, index: int) -> str:
     """The image file(s) of batch `index` of a one-image-per-batch loader, for messages."""
-    dataset = getattr(loader.dataset, 'dataset', loader.dataset)
-    if getattr(loader, 'batch_size', None) == 1 and hasattr(dataset, 'path_of'):
-        return dataset.path_of(index)
-    return f"batch {index}"
+    if getattr(loader, 'batch_size', None) != 1:
+        return f"batch {index}"
+    return source_of(getattr(loader.dataset, 'dataset', loader.dataset), index)
 
 
 def cell_factor(eval_type: Optional[str], scale_max: Optional[float]) -> float:
@@ -115,9 +115,9 @@ def eval_psnr(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] =
         try:
             psnr = metric_fn(pred, gt).item()
         except ValueError as e:
-            raise ValueError(f"{source_of(loader, index)}: {e}") from None
+            raise ValueError(f"{batch_source(loader, index)}: {e}") from None
         if math.isnan(psnr):
-            raise ValueError(f"{source_of(loader, index)}: PSNR is NaN; no mean can be "
+            raise ValueError(f"{batch_source(loader, index)}: PSNR is NaN; no mean can be "
                              "reported")
         result.add(psnr, batch['inp'].shape[0])
         if verbose:

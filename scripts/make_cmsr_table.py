@@ -29,6 +29,7 @@ from inference.cmsr import (DEFAULT_MSE, initial_table, load_tables, refine_tabl
 from utils import resolve_device  # noqa: E402
 from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
 from utils.coords import flat_batch  # noqa: E402
+from utils.errors import error_line  # noqa: E402
 from utils.metrics import eval_scale  # noqa: E402
 
 
@@ -97,7 +98,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         scale, table = make(args)
     except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; the table file is unchanged", file=sys.stderr)

@@ -5,6 +5,8 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import yaml
 
+from .errors import one_line
+
 DEFAULT_DATA_ROOT = './load'
 
 
@@ -21,8 +23,7 @@ def load_config(path: str, what: str = 'config') -> Dict[str, Any]:
         try:
             config = yaml.safe_load(f)
         except yaml.YAMLError as e:
-            raise ValueError(f"{what} {path} is not valid YAML: "
-                             f"{' '.join(str(e).split())}") from e
+            raise ValueError(f"{what} {path} is not valid YAML: {one_line(str(e))}") from e
     if not isinstance(config, dict):
         raise ValueError(f"{what} {path} must be a YAML mapping, got {type(config).__name__}")
     return config
@@ -79,7 +80,7 @@ def parse_override_value(item: str, value: str) -> Any:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError as e:
         raise ValueError(f"override '{item}': the value is not valid YAML "
-                         f"({' '.join(str(e).split())})") from None
+                         f"({one_line(str(e))})") from None
     if isinstance(parsed, str) and NUMBER.match(parsed.strip()):
         return float(parsed)
     return parsed

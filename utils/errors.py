@@ -5,6 +5,11 @@ import re
 WORKER = re.compile(r'Caught \w+ in DataLoader worker process (\d+)')
 
 
+def one_line(text: str) -> str:
+    """`text` with its line breaks and runs of spaces as single spaces (parser messages)."""
+    return ' '.join(text.split())
+
+
 def error_line(e: BaseException) -> str:
     """The message of `e` on one line: a KeyError's key message unquoted, and for an error
     raised in a data-loader worker, the worker's own message (not its traceback)."""
@@ -17,4 +22,4 @@ def error_line(e: BaseException) -> str:
         last = [line for line in text.strip().splitlines() if line.strip()][-1]
         text = f"{re.sub(r'^[A-Za-z_.]+(Error|Exception): ', '', last.strip())} (in data-loader " \
                f"worker {worker.group(1)})"
-    return ' '.join(text.split()) if '\n' in text else text
+    return one_line(text) if '\n' in text else text
