@@ -79,8 +79,9 @@ class Viewer:
                 'panes': [p.name for p in self.panes], 'hr': self.hr is not None,
                 'token': self.token}
 
-    def newest(self, session: str) -> int:
-        return self.generations.get(session, 0)
+    def newest(self, session: Optional[str]) -> int:
+        """The newest generation `session` has sent (0 for a request of no session)."""
+        return self.generations.get(session, 0) if session is not None else 0
 
     def _work(self) -> None:
         while True:
@@ -93,15 +94,16 @@ class Viewer:
             except Exception as e:  # reported to the request, never kills the worker
                 done(None, e)
 
-    def submit(self, session: str, generation: int, run: Callable[[], object],
+    def submit(self, session: Optional[str], generation: int, run: Callable[[], object],
                timeout: float = 600):
         """Runs `run` on the worker (the newest generation first, in order of arrival within
         one); a job whose generation is older than the newest its page session has sent is
-        refused (409)."""
-        with self.lock:
-            if len(self.generations) > 10000 and session not in self.generations:
-                self.generations.clear()  # sessions of long-closed pages
-            self.generations[session] = max(self.newest(session), generation)
+        refused (409). A job of no session (None) is never stale."""
+        if session is not None:
+            with self.lock:
+                if len(self.generations) > 10000 and session not in self.generations:
+                    self.generations.clear()  # sessions of long-closed pages
+                self.generations[session] = max(self.newest(session), generation)
         finished = threading.Event()
         result: Dict[str, object] = {}
 
@@ -259,11 +261,11 @@ def make_handler(viewer: Viewer, names: Optional[set], port: int):
                 self.send(HTTPStatus.OK, f.read(), CONTENT_TYPES[os.path.splitext(name)[1]])
 
         def view(self, params):
-            """(page session, view generation) of a request; without them, a session of its
-            own that is never stale."""
+            """(page session, view generation) of a request; without them (None, 0): a
+            request that is never stale."""
             session = params.get('session', [''])[0][:64]
             if 'gen' not in params or not session:
-                return secrets.token_hex(8), 0
+                return None, 0
             return session, number(params, 'gen', int, 0, 1 << 62)
 
         def pane(self, params) -> Pane:
@@ -313,7 +315,7 @@ def make_handler(viewer: Viewer, names: Optional[set], port: int):
             os.makedirs(viewer.save_dir, exist_ok=True)
             files = []
             for i, pane in enumerate(viewer.panes):
-                pixels = viewer.submit(secrets.token_hex(8), 0, lambda p=pane: region_pixels(
+                pixels = viewer.submit(None, 0, lambda p=pane: region_pixels(
                     p, (x0, y0, x1, y1), (height, width)))
                 stem = os.path.splitext(pane.name)[0]
                 path = unique_path(viewer.save_dir, f'view-{time.strftime("%Y%m%d-%H%M%S")}'
