@@ -35,7 +35,7 @@ import torch
 from tqdm import tqdm
 
 from inference import RenderOptions, Renderer, load_decoder_and_norm, window_of
-from inference.cmsr import load_tables
+from inference.cmsr import tables_for
 from inference.memory import default_budget, describe, parse_memory
 from utils import resolve_device
 from utils.devices import PRECISIONS, precision_note
@@ -142,10 +142,7 @@ def load_renderer(args: argparse.Namespace, device: torch.device) -> Renderer:
         raise DemoError(f"checkpoint not found: {args.model}{hint}")
     model, data_norm = load_decoder_and_norm(args.model, device)
     tile = args.encoder_tile or None
-    cmsr = load_tables(args.cmsr) if args.cmsr is not None else None
-    if cmsr is not None and not model.supports_cmsr:
-        raise DemoError(f"--cmsr needs an LMF model (lmliif, lmlte); {args.model} is a "
-                        f"{type(model).__name__} model")
+    cmsr = tables_for(model, args.cmsr, args.model) if args.cmsr is not None else None
     return Renderer(model, data_norm, RenderOptions(
         impl=args.impl, precision=args.precision, chunk_size=args.chunk_size,
         window=window_of(model) or 0, encoder_tile=tile, band_rows=tile,

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 import datasets
 from inference import RenderOptions, Renderer, eval_psnr, load_decoder
-from inference.cmsr import load_tables
+from inference.cmsr import tables_for
 from inference.memory import parse_memory
 from utils import PRECISIONS, resolve_device
 from utils.devices import precision_note
@@ -117,10 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         scale_max = args.scale_max
         if args.mcell and scale_max is None:
             scale_max = SRNO_SCALE_MAX
-        cmsr = load_tables(args.cmsr) if args.cmsr is not None else None
-        if cmsr is not None and not model.supports_cmsr:
-            raise ValueError(f"--cmsr needs an LMF model (lmliif, lmlte); {args.model} is a "
-                             f"{type(model).__name__} model")
+        cmsr = tables_for(model, args.cmsr, args.model) if args.cmsr is not None else None
         options = RenderOptions(impl=args.impl, precision=args.precision, window=args.window,
                                 encoder_tile=args.encoder_tile or None,
                                 max_memory=args.max_memory, compile=args.compile, cmsr=cmsr)

@@ -40,6 +40,16 @@ def load_tables(path: str) -> Tables:
     return {k: dict(sorted(v.items())) for k, v in sorted(tables.items())}
 
 
+def tables_for(model, path: str, model_source: str) -> Tables:
+    """The tables of `path` for `model` (a script's --cmsr); ValueError naming the checkpoint
+    when the model has no modulations to use them with."""
+    tables = load_tables(path)
+    if not getattr(model, 'supports_cmsr', False):
+        raise ValueError(f"--cmsr needs an LMF model (lmliif, lmlte); {model_source} is a "
+                         f"{type(model).__name__} model")
+    return tables
+
+
 def save_tables(path: str, tables: Tables) -> None:
     """Writes the tables atomically (a temporary file renamed over `path`)."""
     folder = os.path.dirname(os.path.abspath(path))
