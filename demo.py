@@ -11,7 +11,10 @@ Images: PNG, JPEG, BMP, TIFF, WebP, shown as a viewer shows them (EXIF orientati
 Grayscale in gives grayscale out (the mean of the decoded RGB); an alpha channel is upscaled
 with PIL bicubic resampling (LIIF decodes the colour only); 16-bit and float inputs give 16-bit
 PNG or TIFF outputs (8 bits in other formats). ICC profiles are not carried over (a note says
-so). The output format follows the output file's extension.
+so). The output format follows the output file's extension. --max-memory bounds the whole
+process (beyond the interpreter): one memory plan (inference.plan) sizes the encoder's tiles,
+the latent bands, the decoder's calls and the output bands to it; the line it prints says
+what runs.
 
 With no arguments it upscales the bundled sample (assets/astronaut-128.png) x4 with the
 pretrained EDSR-baseline-LIIF (fetched by scripts/setup.sh).
@@ -24,34 +27,36 @@ Examples:
 """
 import argparse
 import os
-import signal
 import sys
-import threading
 import time
+from functools import partial
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from inference import RenderOptions, Renderer, load_decoder_and_norm, window_of
+from inference import Plan, Renderer, describe, load_decoder_and_norm
+from inference.plan import default_budget
+from inference.bands import Progress
 from inference.cmsr import tables_for
-from inference.memory import default_budget, describe, parse_memory
+from inference.options import CHUNK_SIZE, RENDER_FLAGS, render_options
 from utils import resolve_device
-from utils.devices import PRECISIONS, precision_note
-from utils.image_writer import check_output, output_bits, output_format, write_bands
-from utils.images import is_srgb, read_image, resize_alpha
+from utils.cli import DEVICE, run_main
+from utils.devices import precision_note, return_freed_memory
+from utils.image_io import ImageData, check_output, is_srgb, read_image, resize_alpha
+from utils.image_io.write import memory_needed, output_bits, output_format, write_bands
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
 DEFAULT_MODEL = os.path.join(REPO, 'pretrained', 'edsr-baseline-liif.pth')
 DEFAULT_SCALE = '4'
 PROGRESS_MIN_PIXELS = 1 << 20
-ETA_PROBE_SECONDS = 5  # the time left is said once, after this long, if over ETA_MIN_SECONDS
-ETA_MIN_SECONDS = 60
+ETA_PROBE_SECONDS = 5  # the time left is said once the rates are known, this long in,
+ETA_MIN_SECONDS = 60   # if over a minute
 
 
-class DemoError(Exception):
+class DemoError(ValueError):
     """A bad input or option, reported as one line."""
 
 
@@ -70,32 +75,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--allow-downscale', action='store_true',
                         help='allow an output smaller than the input')
     parser.add_argument('--model', default=DEFAULT_MODEL,
-                        help='checkpoint of LIIF, MetaSR, LTE, lte-fast or SRNO '
-                             '(default: %(default)s)')
-    parser.add_argument('--device', default='auto',
-                        help='auto, cpu, cuda or cuda:N (default: auto)')
-    parser.add_argument('--chunk-size', '--tile', dest='chunk_size', type=int, default=None,
-                        help='most output pixels decoded at once, in bands of whole rows '
-                             '(default: the chunk policy of the device: 4096 queries per call '
-                             'for the fast path on a CPU, bands of 65536 pixels; on a GPU as '
-                             'many as its memory budget allows)')
-    parser.add_argument('--max-memory', type=parse_memory, default=None,
-                        help='working memory of the model (on its device), e.g. 1GB: inputs '
-                             'too large to run whole are encoded in tiles and decoded in '
-                             'bands sized to fit, with the same output (default: half the '
-                             "memory available, or 80%% of the GPU's free memory)")
-    parser.add_argument('--encoder-tile', type=int, default=0, metavar='N',
-                        help='force encoder tiles of N x N codes and latent bands of N rows '
-                             '(same output); 0 lets --max-memory decide (default: 0)')
-    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
-                        help='query path (default: %(default)s)')
-    parser.add_argument('--precision', choices=list(PRECISIONS), default='fp32',
-                        help='fp32, or bf16/fp16 autocast for the decoder (default: %(default)s)')
-    parser.add_argument('--compile', action='store_true',
-                        help='run the decoder under torch.compile: compiles on the first chunk '
-                             '(about 10-30 s on a CPU, once per image size; cached on disk by '
-                             'torch), then faster (1.4x to 1.5x in bf16 on our CPU); falls back '
-                             'with a warning where it cannot compile')
+                        help='checkpoint of LIIF, MetaSR, LTE, lte-fast, SRNO, LM-LIIF or '
+                             'LM-LTE (default: %(default)s)')
+    for names, spec in (DEVICE, *RENDER_FLAGS, CHUNK_SIZE):
+        parser.add_argument(*names, **spec)
     parser.add_argument('--cmsr', default=None, metavar='TABLE',
                         help="LMF models: CMSR with this scale-to-mean table (YAML, from "
                              'scripts/make_cmsr_table.py): beyond x4 each region is decoded at '
@@ -135,134 +118,108 @@ def output_size(args: argparse.Namespace, h: int, w: int) -> Tuple[int, int]:
     return H, W
 
 
-def load_renderer(args: argparse.Namespace, device: torch.device) -> Renderer:
-    """The checkpoint's model and data_norm, with the options of the command line."""
-    if not os.path.isfile(args.model):
-        hint = ' (run bash scripts/setup.sh to fetch it)' if args.model == DEFAULT_MODEL else ''
-        raise DemoError(f"checkpoint not found: {args.model}{hint}")
-    model, data_norm = load_decoder_and_norm(args.model, device)
-    tile = args.encoder_tile or None
-    cmsr = tables_for(model, args.cmsr, args.model) if args.cmsr is not None else None
-    return Renderer(model, data_norm, RenderOptions(
-        impl=args.impl, precision=args.precision, chunk_size=args.chunk_size,
-        window=window_of(model) or 0, encoder_tile=tile, band_rows=tile,
-        max_memory=args.max_memory, compile=args.compile, cmsr=cmsr))
-
-
-def same_file(a: str, b: str) -> bool:
-    return os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
-
-
-def eta_note(done: int, total: int, elapsed: float) -> Optional[str]:
-    """One line with the time left, once the first rows say it is over a minute."""
-    left = elapsed * (total - done) / max(done, 1)
-    if left < ETA_MIN_SECONDS:
-        return None
-    hours, rest = divmod(int(left), 3600)
-    return (f'about {hours} h {rest // 60:02d} min left at this speed '
-            '(Ctrl-C stops it; no file is written then)')
-
-
-def run(args: argparse.Namespace) -> str:
-    """Renders and writes the output; returns the sentence to print."""
-    if args.chunk_size is not None and args.chunk_size < 1:
-        raise DemoError(f"--chunk-size must be >= 1, got {args.chunk_size}")
-    if args.encoder_tile < 0:
-        raise DemoError(f"--encoder-tile must be >= 0, got {args.encoder_tile}")
-    device = resolve_device(args.device)
-    note = precision_note(device, args.precision)
-    if note and not args.quiet:
-        print(note, file=sys.stderr)
-    host_budget = args.max_memory or default_budget(torch.device('cpu'))
-    image = read_image(args.input, max_bytes=host_budget)
-    h, w = image.rgb.shape[:2]
-    H, W = output_size(args, h, w)
+def check_destination(args: argparse.Namespace, image: ImageData, size: Tuple[int, int],
+                      budget: float) -> Tuple[str, int, int, int]:
+    """The output path (outputs/ made later, when the render starts) checked before any
+    pixel is decoded; returns (path, planes, bits, bytes its writer holds)."""
     output = args.output
-    default_folder = args.output is None
     if output is None:
         stem = os.path.splitext(os.path.basename(args.input))[0]
-        output = os.path.join('outputs', f'{stem}_{H}x{W}.png')
+        output = os.path.join('outputs', f'{stem}_{size[0]}x{size[1]}.png')
     planes = (1 if image.gray else 3) + (image.alpha is not None)
-    fmt = output_format(output)
-    bits = output_bits(fmt, image.bits)
-    # The default folder is made only once the render starts: its parent is checked now.
-    check_output(os.path.basename(output) if default_folder and not os.path.isdir('outputs')
-                 else output, (H, W), planes, bits, host_budget)
-    if same_file(output, args.input) and not args.overwrite:
+    bits = output_bits(output_format(output), image.bits)
+    default_folder = args.output is None and not os.path.isdir('outputs')
+    fmt = check_output(os.path.basename(output) if default_folder else output, size, planes,
+                       bits, budget)
+    if os.path.exists(output) and os.path.exists(args.input) and \
+            os.path.samefile(output, args.input) and not args.overwrite:
         raise DemoError(f"the output {output} is the input file; pass --overwrite to replace it")
     if os.path.exists(output) and not os.path.isfile(output):
         raise DemoError(f"output is not a regular file: {output}")
     if os.path.isfile(output) and not os.stat(output).st_mode & 0o222 and not args.overwrite:
         raise DemoError(f"the output {output} is write-protected; pass --overwrite to replace "
                         "it anyway")
+    if not args.quiet and bits < image.bits:
+        print(f'note: {fmt.name} holds 8 bits; the {image.bits}-bit input is written at 8 '
+              '(use .png or .tif to keep 16)', file=sys.stderr)
+    return output, planes, bits, memory_needed(fmt, size, planes, bits)
+
+
+def load_renderer(args: argparse.Namespace, device: torch.device) -> Renderer:
+    """The checkpoint's model and data_norm, with the options of the command line."""
+    if not os.path.isfile(args.model):
+        hint = ' (run bash scripts/setup.sh to fetch it)' if args.model == DEFAULT_MODEL else ''
+        raise DemoError(f"checkpoint not found: {args.model}{hint}")
+    model, data_norm = load_decoder_and_norm(args.model, device)
+    cmsr = tables_for(model, args.cmsr, args.model) if args.cmsr is not None else None
+    return Renderer(model, data_norm, render_options(args, bands=True,
+                                                     window=model.encoder_window, cmsr=cmsr))
+
+
+def samples(renderer: Renderer, image: ImageData, size: Tuple[int, int], plan: Plan,
+            bits: int, device: torch.device, quiet: bool) -> Iterator[np.ndarray]:
+    """The output's bands of rows as the samples written ((rows, W, planes) uint8 or uint16),
+    with a progress bar and, once the rates are known, the time left."""
+    H, W = size
+    h, w = image.rgb.shape[:2]
+    levels, dtype = 2 ** bits - 1, np.uint16 if bits == 16 else np.uint8
+    rgb = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
+    progress, start, eta_said = Progress(), time.monotonic(), quiet
+    with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
+              disable=quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
+        for row0, band in renderer.bands(rgb, size, plan, progress):
+            rows = band.shape[0]
+            if not torch.isfinite(band).all():
+                raise DemoError(f"the model's output is not finite (NaN or inf) in rows "
+                                f"{row0}-{row0 + rows - 1}; no file written")
+            if image.gray:  # the decoded channels of a gray input differ only slightly
+                band = band.mean(dim=2, keepdim=True)
+            out = band.mul_(levels).round_().numpy().astype(dtype)
+            if image.alpha is not None:
+                alpha = resize_alpha(image.alpha, size, (row0, row0 + rows))
+                out = np.concatenate([out, (alpha * levels).round().astype(dtype)[..., None]],
+                                     axis=2)
+            yield out
+            bar.update(rows)
+            left = progress.seconds_left()
+            if not eta_said and left is not None and time.monotonic() - start > ETA_PROBE_SECONDS:
+                eta_said = True
+                if left > ETA_MIN_SECONDS:
+                    hours, rest = divmod(int(left), 3600)
+                    tqdm.write(f'about {hours} h {rest // 60:02d} min left at this speed '
+                               '(Ctrl-C stops it; no file is written then)', file=sys.stderr)
+
+
+def upscale(args: argparse.Namespace) -> int:
+    """load -> plan -> render -> write, then one line saying what was written."""
+    device = resolve_device(args.device)
+    note = precision_note(device, args.precision)
+    if note and not args.quiet:
+        print(note, file=sys.stderr)
+    return_freed_memory()
+    budget = args.max_memory or default_budget(torch.device('cpu'))
+    image = read_image(args.input, max_bytes=budget)
+    h, w = image.rgb.shape[:2]
+    size = output_size(args, h, w)
+    output, planes, bits, writer_bytes = check_destination(args, image, size, budget)
     renderer = load_renderer(args, device)
-    plan = renderer.plan(renderer.padded_size((h, w)), True, device)
+    held = image.rgb.nbytes + (0 if image.alpha is None else image.alpha.nbytes) + writer_bytes
+    plan = renderer.plan((h, w), device, size, held)
     if not args.quiet:
-        if plan.encoder_tile is not None:
-            print(f'{w}x{h} input: {describe(plan)}', file=sys.stderr)
-        if bits < image.bits:
-            print(f'note: {fmt.name} holds 8 bits; the {image.bits}-bit input is written at 8 '
-                  '(use .png or .tif to keep 16)', file=sys.stderr)
+        print(f'{w}x{h} -> {size[1]}x{size[0]}: {describe(plan)}', file=sys.stderr)
         if not is_srgb(image.icc):
             print('note: the input has a non-sRGB ICC profile; the output is written without '
                   'one (samples as decoded)', file=sys.stderr)
-
-    rgb = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
-    levels = 2 ** bits - 1
-    dtype = np.uint16 if bits == 16 else np.uint8
-
-    def bands() -> Iterator[np.ndarray]:
-        start, eta_said = time.monotonic(), args.quiet
-        with tqdm(total=H, unit='row', desc=f'{w}x{h} -> {W}x{H}',
-                  disable=args.quiet or H * W < PROGRESS_MIN_PIXELS) as bar:
-            for row0, band in renderer.bands(rgb, (H, W), plan):
-                rows = band.shape[0]
-                if not torch.isfinite(band).all():
-                    raise DemoError(f"the model's output is not finite (NaN or inf) in rows "
-                                    f"{row0}-{row0 + rows - 1}; no file written")
-                if image.gray:  # the decoded channels of a gray input differ only slightly
-                    band = band.mean(dim=2, keepdim=True)
-                samples = (band * levels).round_().numpy().astype(dtype)
-                if image.alpha is not None:
-                    alpha = resize_alpha(image.alpha, (H, W), (row0, row0 + rows))
-                    samples = np.concatenate(
-                        [samples, (alpha * levels).round().astype(dtype)[..., None]], axis=2)
-                yield samples
-                bar.update(rows)
-                elapsed = time.monotonic() - start
-                if not eta_said and elapsed > ETA_PROBE_SECONDS:
-                    eta_said = True
-                    note = eta_note(row0 + rows, H, elapsed)
-                    if note:
-                        tqdm.write(note, file=sys.stderr)
-
-    if default_folder:
+    if args.output is None:
         os.makedirs('outputs', exist_ok=True)  # only once the render can start
-    write_bands(output, (H, W), planes, bits, bands())
-    return f"wrote {output} ({W}x{H} from {w}x{h})"
-
-
-def stop_on_sigterm(signum, frame):
-    """SIGTERM (a job scheduler, `kill`) ends the render like Ctrl-C: no file left behind."""
-    raise KeyboardInterrupt
+    write_bands(output, size, planes, bits,
+                samples(renderer, image, size, plan, bits, device, args.quiet))
+    print(f"wrote {output} ({size[1]}x{size[0]} from {w}x{h})")
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm) if in_main else None
-    try:
-        print(run(args))
-    except (DemoError, OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; no output written", file=sys.stderr)
-        return 130
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous)
-    return 0
+    return run_main(partial(upscale, parse_args(argv)), 'interrupted; no output written')
 
 
 if __name__ == '__main__':

@@ -31,35 +31,37 @@ Examples:
       --config configs/train-div2k/train_edsr-baseline-liif.yaml
 """
 import argparse
-import copy
-import errno
 import logging
 import os
+import random
 import sys
 import time
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
-import yaml
 from tensorboardX import SummaryWriter
 from torch import nn
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 import datasets
 import models
-from utils import load_checkpoint, load_state_dict_strict, resolve_device, save_atomic
-from utils.config import apply_overrides, load_config, override_keys, reroot
-from utils.config_schema import train_schema
-from utils.errors import error_line
+from inference import Renderer, eval_psnr
+from inference.options import IMPL, RenderOptions
+from training import (OPTIMIZERS, Diverged, Distributed, EpochStats, TrainStep,
+                      add_step_arguments, make_loader, make_optimizer, make_scheduler,
+                      mean_over_ranks, step_options_from_args, train_epoch,
+                      unwrap)
+from training.checkpoints import (LAST, append_losses_csv, check_finite_weights,
+                                  check_run_dir, checkpoint, lock_run_folder, resume,
+                                  start_losses_csv)
+from utils import resolve_device, save_atomic
+from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, run_main
+from utils.config import read_config, train_schema
 from utils.devices import precision_note
-from utils.files import atomic_path
-from utils.run_folder import lock_run_folder
-from utils.schema import check_config
-from inference import IDENTITY_NORM, RenderOptions, Renderer, eval_psnr, normalisers
-from training import (Diverged, TrainStep, add_step_arguments, append_losses_csv,
-                      make_loader, start_losses_csv, step_options_from_args, train_epoch)
-from utils.training import (Distributed, make_optimizer, make_scheduler, mean_over_ranks,
-                            rng_state, seed_everything, set_rng_state, unwrap)
+from utils.normalization import normalisers
 
 logger = logging.getLogger('train')
 # Exit status of a run stopped because its loss or weights stopped being finite (bad input
@@ -76,86 +78,40 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true',
                         help='continue from <run folder>/epoch-last.pth')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    parser.add_argument('--device', default='auto',
-                        help='auto, cpu, cuda or cuda:N (default: auto)')
-    parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
-                        help='folder that replaces ./load in config paths '
-                             '(default: $LIIF_DATA_ROOT)')
-    parser.add_argument('--num-workers', type=int, default=None,
-                        help='data loading processes per rank (default: 4 on CUDA, 0 on CPU)')
+    for names, spec in (DEVICE, DATA_ROOT, NUM_WORKERS, IMPL, OVERRIDES):
+        parser.add_argument(*names, **spec)
     add_step_arguments(parser)
-    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
-                        help='query path for training and validation (default: %(default)s)')
-    parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
-                        help='config overrides, e.g. train_dataset.batch_size=8')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     return parser.parse_args(argv)
 
 
-def setup_logging(run_dir: Optional[str]) -> None:
-    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    if run_dir is not None:
-        handlers.append(logging.FileHandler(os.path.join(run_dir, 'log.txt')))
-    logging.basicConfig(level=logging.INFO, format='%(message)s', handlers=handlers, force=True)
+@dataclass
+class Run:
+    """What prepare_run builds: the parts of one training run, as the loop uses them."""
+    config: Dict[str, Any]
+    run_dir: str
+    device: torch.device
+    distributed: Distributed
+    train_loader: DataLoader
+    val_loader: Optional[DataLoader]
+    model: nn.Module                  # in DistributedDataParallel under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    step: TrainStep
+    epoch_start: int
+    best_psnr: float
+    writer: Optional[SummaryWriter]   # the main process's only
+    lock: Any
+    impl: str
+    progress: bool
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    distributed = Distributed()
-    try:
-        return train(args, distributed)
-    except Diverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return DIVERGED_STATUS
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {error_line(e)}", file=sys.stderr)
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            # The disk is full: the log writers' exit handlers and threads would each print
-            # a traceback failing to flush; every checkpoint is written whole or not at all.
-            sys.stderr.flush()
-            os._exit(2)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; the run continues from its last epoch with --resume",
-              file=sys.stderr)
-        return 130
-    finally:
-        distributed.close()
-
-
-def check_run_dir(save_dir: str, run_dir: str, last_path: str, resume: bool) -> None:
-    """The run folder's state fits --resume (checked before anything is written)."""
-    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
-        raise ValueError(f"--save-dir {save_dir} is a file, not a folder")
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise ValueError(f"the run folder {run_dir} is a file, not a folder")
-    if resume and not os.path.isfile(last_path):
-        raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-    if not resume and os.path.exists(last_path):  # checked on every rank, so all stop
-        raise ValueError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                         "choose another --name")
-
-
-def load_resume_checkpoint(path: str) -> Dict[str, Any]:
-    """A checkpoint written by this script, with what --resume needs, or ValueError."""
-    ckpt = load_checkpoint(path)
-    optimizer = ckpt.get('optimizer')
-    if not isinstance(optimizer, dict) or not isinstance(optimizer.get('sd'), dict):
-        raise ValueError(f"{path} has no optimizer state ('optimizer': {{'sd': ...}}), so "
-                         "training cannot continue from it; --resume needs an epoch-last.pth "
-                         "written by train_liif.py")
-    epoch = ckpt.get('epoch')
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise ValueError(f"{path}: 'epoch' must be a non-negative integer, got {epoch!r}")
-    return ckpt
-
-
-def train(args: argparse.Namespace, distributed: Distributed) -> int:
-    # --- setup: config, device, run folder checks, seed (nothing is written yet) ---
-    config = apply_overrides(load_config(args.config), args.overrides)
-    check_config(config, train_schema(models.MODELS, datasets.DATASETS), args.config,
-                 override_keys(args.overrides))
-    config = reroot(config, args.data_root)
+def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
+    """Config, device, run-folder checks, seeds, loaders, model, optimizer, schedule and a
+    resumed run's state, in that order; nothing is written before all of them hold."""
+    config = read_config(args.config, args.overrides,
+                         train_schema(models.MODELS, datasets.DATASETS, OPTIMIZERS),
+                         args.data_root)
     device = resolve_device(args.device)
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
@@ -164,57 +120,30 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     note = precision_note(device, options.precision)
     if note and distributed.is_main:
         print(note, file=sys.stderr)
-    if args.num_workers is not None and args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
-    name = args.name or os.path.splitext(os.path.basename(args.config))[0]
-    run_dir = os.path.join(args.save_dir, name)
-    last_path = os.path.join(run_dir, 'epoch-last.pth')
-    check_run_dir(args.save_dir, run_dir, last_path, args.resume)
+    run_dir = os.path.join(args.save_dir,
+                           args.name or os.path.splitext(os.path.basename(args.config))[0])
+    check_run_dir(args.save_dir, run_dir, args.resume)
     distributed.init(device)
-    seed_everything(args.seed + distributed.rank)
+    seed = args.seed + distributed.rank  # seeded once, here
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
 
-    # --- data ---
-    num_workers = args.num_workers if args.num_workers is not None else \
-        (4 if device.type == 'cuda' else 0)
     train_loader = make_loader(config['train_dataset'], f'{args.config}: train_dataset', True,
-                               distributed, num_workers, device, args.seed)
+                               distributed, args.num_workers, device, args.seed)
     val_loader = None
     if config.get('val_dataset') is not None and distributed.is_main:
         val_loader = make_loader(config['val_dataset'], f'{args.config}: val_dataset', False,
-                                 distributed, num_workers, device, args.seed)
-    norms = normalisers(config.get('data_norm'), device)
-
-    # --- model, optimizer, schedule; a resumed run's state must fit before anything is
-    # written to its folder ---
+                                 distributed, args.num_workers, device, args.seed)
     model = models.make(config['model']).to(device)
     optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
     scheduler = make_scheduler(config, optimizer)
-    epoch_start, best_psnr = 1, -1e18
+    epoch_start, best_psnr = resume(os.path.join(run_dir, LAST), config, model, optimizer,
+                                    scheduler, distributed.rank) if args.resume else (1, -1e18)
+
+    lock, writer = start_run_folder(run_dir, config, epoch_start, distributed.is_main)
     if args.resume:
-        ckpt = load_resume_checkpoint(last_path)
-        check_resumed_settings(ckpt, config, scheduler, last_path)
-        load_state_dict_strict(model, ckpt['model']['sd'], f"config's model ({last_path})")
-        try:
-            optimizer.load_state_dict(ckpt['optimizer']['sd'])
-            if scheduler is not None and ckpt.get('lr_scheduler') is not None:
-                scheduler.load_state_dict(ckpt['lr_scheduler'])
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{last_path}: its optimizer or scheduler state does not fit the "
-                             f"config's: {e}") from None
-        epoch_start, best_psnr = ckpt['epoch'] + 1, ckpt.get('best_psnr', best_psnr)
-        rng = ckpt.get('rng', {}).get(distributed.rank)
-        if rng is not None:
-            set_rng_state(rng)
-    lock = None
-    if distributed.is_main:
-        os.makedirs(run_dir, exist_ok=True)
-        lock = lock_run_folder(run_dir)  # held until the run ends
-        with atomic_path(os.path.join(run_dir, 'config.yaml')) as tmp, open(tmp, 'w') as f:
-            yaml.safe_dump(config, f, sort_keys=False)
-    setup_logging(run_dir if distributed.is_main else None)
-    writer = SummaryWriter(os.path.join(run_dir, 'tensorboard')) if distributed.is_main else None
-    if args.resume:
-        logger.info(f'resumed from {last_path} at epoch {epoch_start - 1}')
+        logger.info(f'resumed from {os.path.join(run_dir, LAST)} at epoch {epoch_start - 1}')
     if options.channels_last:  # before DDP, which registers the parameters as they are
         model.to(memory_format=torch.channels_last)
     if distributed.enabled:
@@ -224,126 +153,110 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     logger.info(f'model: {config["model"]["name"]}, {n_params / 1e6:.2f}M parameters, '
                 f'device {device}, {distributed.world_size} process(es)')
     logger.info(f'step: {options}, fused optimizer: {fused}')
-    step = TrainStep(model, optimizer, norms, options)
-    losses_path = os.path.join(run_dir, 'losses.csv')
-    if distributed.is_main:
-        start_losses_csv(losses_path, epoch_start)
+    step = TrainStep(model, optimizer, normalisers(config.get('data_norm'), device), options)
+    return Run(config, run_dir, device, distributed, train_loader, val_loader, model,
+               optimizer, scheduler, step, epoch_start, best_psnr, writer, lock, args.impl,
+               not args.quiet and distributed.is_main)
 
-    # --- one loop over epochs ---
-    epoch_max, epoch_val, epoch_save = config['epoch_max'], config.get('epoch_val'), \
-        config.get('epoch_save')
-    if epoch_start > epoch_max:
-        logger.info(f'{last_path} is at epoch {epoch_start - 1}, epoch_max is {epoch_max}: '
-                    'nothing left to train (raise epoch_max with --set to go on)')
-    for epoch in range(epoch_start, epoch_max + 1):
+
+def start_run_folder(run_dir: str, config: Dict[str, Any], epoch_start: int, is_main: bool):
+    """The main process takes the folder (its lock; config.yaml written) and starts
+    losses.csv; every process logs (to log.txt too on the main one). Returns (lock,
+    tensorboard writer)."""
+    lock = writer = None
+    handlers: List[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if is_main:
+        lock = lock_run_folder(run_dir, config)  # held until the run ends
+        start_losses_csv(os.path.join(run_dir, 'losses.csv'), epoch_start)
+        handlers.append(logging.FileHandler(os.path.join(run_dir, 'log.txt')))
+        writer = SummaryWriter(os.path.join(run_dir, 'tensorboard'))
+    logging.basicConfig(level=logging.INFO, format='%(message)s', handlers=handlers, force=True)
+    return lock, writer
+
+
+def train(args: argparse.Namespace, distributed: Distributed) -> int:
+    run = prepare_run(args, distributed)
+    epoch_max = run.config['epoch_max']
+    if run.epoch_start > epoch_max:
+        logger.info(f'{os.path.join(run.run_dir, LAST)} is at epoch {run.epoch_start - 1}, '
+                    f'epoch_max is {epoch_max}: nothing left to train (raise epoch_max with '
+                    '--set to go on)')
+    for epoch in range(run.epoch_start, epoch_max + 1):
         start = time.time()
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        model.train()
-        lr = optimizer.param_groups[0]['lr']
+        if isinstance(run.train_loader.sampler, DistributedSampler):
+            run.train_loader.sampler.set_epoch(epoch)
+        run.model.train()
+        lr = run.optimizer.param_groups[0]['lr']
         try:
-            stats = train_epoch(step, train_loader, device, f'epoch {epoch}',
-                                progress=not args.quiet and distributed.is_main)
-            check_finite_weights(unwrap(model), f'epoch {epoch}')
+            stats = train_epoch(run.step, run.train_loader, run.device, f'epoch {epoch}',
+                                progress=run.progress)
+            check_finite_weights(unwrap(run.model), f'epoch {epoch}')
         except Diverged as e:
-            kept = f"{last_path} keeps epoch {epoch - 1}, the last finite one" \
-                if epoch > 1 else "none was written"
+            kept = f"{os.path.join(run.run_dir, LAST)} keeps epoch {epoch - 1}, the last " \
+                "finite one" if epoch > 1 else "none was written"
             raise Diverged(f"{e}; stopped before writing a checkpoint ({kept})") from None
-        if scheduler is not None:
-            scheduler.step()
-        train_loss = mean_over_ranks(stats.mean_loss, len(stats.losses), device, distributed)
-        log = [f'epoch {epoch}/{epoch_max}', f'lr={lr:.2e}', f'train: loss={train_loss:.4f}',
-               f'{stats.iterations_per_second:.2f} it/s',
-               f'data wait {100 * stats.data_seconds / max(stats.seconds, 1e-9):.0f}%']
-        if stats.compile_seconds:
-            log.append(f'compile {stats.compile_seconds:.1f}s')
-
-        if distributed.is_main:
-            writer.add_scalar('lr', lr, epoch)
-            writer.add_scalar('loss/train', train_loss, epoch)
-            val_psnr = None
-            if val_loader is not None and epoch_val and epoch % epoch_val == 0:
-                renderer = Renderer(unwrap(model), config.get('data_norm'),
-                                    RenderOptions(impl=args.impl))
-                val_psnr = eval_psnr(val_loader, renderer, config.get('eval_type'),
-                                     config.get('eval_bsize'), verbose=not args.quiet)
-                log.append(f'val: psnr={val_psnr:.4f}')
-                writer.add_scalar('psnr/val', val_psnr, epoch)
-            if val_psnr is not None and val_psnr > best_psnr:
-                best_psnr = val_psnr
-            sv = checkpoint(config, unwrap(model), optimizer, scheduler, epoch, best_psnr,
-                            distributed)
-            append_losses_csv(losses_path, epoch, stats.losses)
-            # epoch-<N> before epoch-last: killed in between, the run resumes at epoch N and
-            # writes epoch-<N> again, so the series has no hole.
-            if epoch_save and epoch % epoch_save == 0:
-                save_atomic(sv, os.path.join(run_dir, f'epoch-{epoch}.pth'))
-            save_atomic(sv, last_path)
-            if val_psnr is not None and val_psnr == best_psnr:
-                save_atomic(sv, os.path.join(run_dir, 'epoch-best.pth'))
-            log.append(f'{time.time() - start:.1f}s')
-            logger.info(', '.join(log))
-            writer.flush()
+        if run.scheduler is not None:
+            run.scheduler.step()
+        end_epoch(run, epoch, lr, stats, start)
         distributed.barrier()
-    if writer is not None:
-        writer.close()
-    if lock is not None:
-        lock.close()
+    if run.writer is not None:
+        run.writer.close()
+    if run.lock is not None:
+        run.lock.close()
     return 0
 
 
-SCHEDULES = ('multi_step_lr', 'warmup_step_lr')
+def end_epoch(run: Run, epoch: int, lr: float, stats: EpochStats, start: float) -> None:
+    """The end of an epoch: the loss averaged over the processes; on the main process,
+    validation (every epoch_val epochs), the log line, tensorboard, losses.csv and the
+    checkpoints."""
+    train_loss = mean_over_ranks(stats.mean_loss, len(stats.losses), run.device,
+                                 run.distributed)
+    if not run.distributed.is_main:
+        return
+    config, writer = run.config, run.writer
+    log = [f'epoch {epoch}/{config["epoch_max"]}', f'lr={lr:.2e}',
+           f'train: loss={train_loss:.4f}', f'{stats.iterations_per_second:.2f} it/s',
+           f'data wait {100 * stats.data_seconds / max(stats.seconds, 1e-9):.0f}%']
+    if stats.compile_seconds:
+        log.append(f'compile {stats.compile_seconds:.1f}s')
+    writer.add_scalar('lr', lr, epoch)
+    writer.add_scalar('loss/train', train_loss, epoch)
+    val_psnr = None
+    if run.val_loader is not None and config.get('epoch_val') and \
+            epoch % config['epoch_val'] == 0:
+        renderer = Renderer(unwrap(run.model), config.get('data_norm'),
+                            RenderOptions(impl=run.impl))
+        val_psnr = eval_psnr(run.val_loader, renderer, config.get('eval_type'),
+                             config.get('eval_bsize'), verbose=run.progress)
+        log.append(f'val: psnr={val_psnr:.4f}')
+        writer.add_scalar('psnr/val', val_psnr, epoch)
+    best = val_psnr is not None and val_psnr > run.best_psnr
+    run.best_psnr = val_psnr if best else run.best_psnr
+    sv = checkpoint(config, unwrap(run.model), run.optimizer, run.scheduler, epoch,
+                    run.best_psnr, run.distributed.rank)
+    append_losses_csv(os.path.join(run.run_dir, 'losses.csv'), epoch, stats.losses)
+    # epoch-<N> before epoch-last: killed in between, the run resumes at epoch N and writes
+    # epoch-<N> again, so the series has no hole.
+    if config.get('epoch_save') and epoch % config['epoch_save'] == 0:
+        save_atomic(sv, os.path.join(run.run_dir, f'epoch-{epoch}.pth'))
+    save_atomic(sv, os.path.join(run.run_dir, LAST))
+    if best:
+        save_atomic(sv, os.path.join(run.run_dir, 'epoch-best.pth'))
+    log.append(f'{time.time() - start:.1f}s')
+    logger.info(', '.join(log))
+    writer.flush()
 
 
-def check_resumed_settings(ckpt: Dict[str, Any], config: Dict[str, Any], scheduler,
-                           path: str) -> None:
-    """ValueError unless the config's optimizer and learning-rate schedule are the ones the
-    checkpoint trained with (a resumed run continues with its saved optimizer and schedule
-    states, so changed values would be written to config.yaml but never run). epoch_max may
-    change: that is how a run is extended."""
-    changes = []
-    for key in ('name', 'args'):
-        if ckpt['optimizer'].get(key) != config['optimizer'].get(key):
-            changes.append(f"optimizer.{key}: {ckpt['optimizer'].get(key)} -> "
-                           f"{config['optimizer'].get(key)}")
-    saved = ckpt.get('schedule')
-    if saved is not None:
-        changes += [f"{k}: {saved.get(k)} -> {config.get(k)}" for k in SCHEDULES
-                    if saved.get(k) != config.get(k)]
-    elif scheduler is not None and ckpt.get('lr_scheduler'):  # checkpoints before 'schedule'
-        fresh = scheduler.state_dict()
-        changes += [f"the schedule's {k}: {ckpt['lr_scheduler'][k]} -> {fresh[k]}"
-                    for k in ('milestones', 'gamma')
-                    if k in fresh and k in ckpt['lr_scheduler']
-                    and ckpt['lr_scheduler'][k] != fresh[k]]
-    if changes:
-        raise ValueError(f"--resume: the config changes what {path} trained with "
-                         f"({'; '.join(changes)}); a resumed run keeps its optimizer and "
-                         "schedule: restore them, or start a new run (--name)")
-
-
-def check_finite_weights(model: nn.Module, desc: str) -> None:
-    """Diverged naming the first parameter that is not finite."""
-    for name, p in model.named_parameters():
-        if not bool(torch.isfinite(p).all()):
-            raise Diverged(f"{desc}: parameter {name} is not finite after the last step: "
-                           "training diverged (a learning rate too high?)")
-
-
-def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-               scheduler, epoch: int, best_psnr: float, distributed: Distributed) -> Dict[str, Any]:
-    """The official checkpoint format, plus the scheduler, best PSNR, RNG states and the
-    data_norm the model trains with (for demo.py and the viewer; the official code reads
-    only 'model', so the file still loads there)."""
-    model_spec = copy.deepcopy(config['model'])
-    model_spec['sd'] = model.state_dict()
-    optimizer_spec = copy.deepcopy(config['optimizer'])
-    optimizer_spec['sd'] = optimizer.state_dict()
-    return {'model': model_spec, 'optimizer': optimizer_spec, 'epoch': epoch,
-            'lr_scheduler': None if scheduler is None else scheduler.state_dict(),
-            'best_psnr': best_psnr, 'rng': {distributed.rank: rng_state()},
-            'schedule': {k: copy.deepcopy(config.get(k)) for k in SCHEDULES},
-            'data_norm': config.get('data_norm') or IDENTITY_NORM}
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    distributed = Distributed()
+    try:
+        return run_main(partial(train, args, distributed),
+                        'interrupted; the run continues from its last epoch with --resume',
+                        {Diverged: DIVERGED_STATUS})
+    finally:
+        distributed.close()
 
 
 if __name__ == '__main__':

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from utils import resolve_device
+from utils.cli import DEVICE, run_main
 from utils.devices import NATIVE_CPU_FLAGS, PRECISIONS, cpu_flags
-from utils.images import read_image
+from utils.image_io.read import read_image
 from webviewer.server import Viewer, check_port, serve
 from webviewer.tiles import load_panes, png_bytes
 
@@ -48,7 +49,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='address to bind (default: %(default)s, this machine only)')
     parser.add_argument('--port', type=int, default=8765, help='port; 0 picks a free one '
                                                                '(default: %(default)s)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    for names, spec in (DEVICE,):
+        parser.add_argument(*names, **spec)
     parser.add_argument('--precision', choices=['auto', *PRECISIONS], default='auto',
                         help='decoder precision; auto: bf16 where the CPU computes it natively '
                              '(or on a GPU), else fp32 (default: auto)')
@@ -92,23 +94,22 @@ def build(args: argparse.Namespace) -> Viewer:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> int:
         check_port(args.port)
         viewer = build(args)
         server = serve(viewer, args.host, args.port)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    host, port = server.server_address[:2]
-    print(f"viewer at http://{host}:{port}/  ({', '.join(viewer.info()['panes'])}; "
-          "Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print('stopped')
-    finally:
-        server.server_close()
-    return 0
+        host, port = server.server_address[:2]
+        print(f"viewer at http://{host}:{port}/  ({', '.join(viewer.info()['panes'])}; "
+              "Ctrl-C stops it)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print('stopped')
+        finally:
+            server.server_close()
+        return 0
+    return run_main(body)
 
 
 if __name__ == '__main__':

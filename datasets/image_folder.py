@@ -1,4 +1,4 @@
-"""Folders of images, optionally paired (LR folder, HR folder)."""
+"""Folders of images, optionally paired (LR folder, HR folder), read as float tensors."""
 import json
 import logging
 import os
@@ -10,13 +10,32 @@ import torch
 from torch.utils.data import Dataset
 
 from utils.files import atomic_path
+from utils.image_io import read_image
 from .datasets import register
-from .image_io import IMAGE_EXTENSIONS, read_rgb
 
 logger = logging.getLogger(__name__)
 CACHE_MODES = ('none', 'bin', 'in_memory')
 # EDSR LR file names end in x<scale>: babyx4.png is the LR of baby.png.
 SCALE_SUFFIX = re.compile(r'x\d+$')
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def read_rgb(path: str) -> torch.Tensor:
+    """Reads any image as RGB, as a viewer shows it (see utils.image_io.read.read_image: EXIF
+    orientation applied, 16-bit and float samples scaled to [0, 1]; grayscale repeated on the
+    three channels, alpha dropped). For 8-bit files the values are those of the official
+    code's `ToTensor()(Image.open(path).convert('RGB'))`.
+
+    Returns:
+        (3, H, W) float32 in [0, 1].
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable image (names the file).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    return torch.from_numpy(read_image(path).rgb).permute(2, 0, 1).contiguous()
 
 
 def list_images(root_path: str, split_file: Optional[str] = None,

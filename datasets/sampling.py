@@ -1,11 +1,43 @@
-"""Crop, augmentation and pixel-sampling helpers shared by every wrapper."""
+"""Crop, resize, augmentation and pixel-sampling helpers shared by every wrapper."""
 import random
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 
 from utils.coords import make_cell, to_pixel_samples
+
+
+def pil_to_tensor01(img: Image.Image) -> torch.Tensor:
+    """8-bit PIL RGB image -> (3, H, W) float32 in [0, 1], as torchvision's ToTensor."""
+    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).float().div(255)
+
+
+def resize_bicubic(img: torch.Tensor, size) -> torch.Tensor:
+    """PIL bicubic resize of a [0, 1] image, as the official `resize_fn`.
+
+    The image is quantised to 8 bits by truncation first (torchvision's ToPILImage does
+    `mul(255).byte()`), which the official x6+ evaluation numbers depend on.
+
+    Args:
+        img: (3, H, W) in [0, 1].
+        size: output (h, w), or an int for a square output.
+
+    Returns:
+        (3, h, w) float32 in [0, 1].
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    pil = Image.fromarray(img.mul(255).byte().permute(1, 2, 0).cpu().numpy())
+    return pil_to_tensor01(pil.resize((w, h), Image.BICUBIC))
+
+
+def crop_origin(shape: Tuple[int, int], size: int) -> Tuple[int, int]:
+    """Top-left (row, column) of a random size x size window of an image of `shape`, drawn as
+    the official wrappers draw it (random.randint, the row first)."""
+    x0 = random.randint(0, shape[0] - size)
+    y0 = random.randint(0, shape[1] - size)
+    return x0, y0
 
 
 def random_flips() -> Dict[str, bool]:

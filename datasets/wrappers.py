@@ -10,8 +10,7 @@ from torch.utils.data import Dataset
 
 from utils.coords import make_coord
 from .datasets import register
-from .image_io import resize_bicubic
-from .sampling import augment_pair, grid_sample, query_sample
+from .sampling import augment_pair, crop_origin, grid_sample, query_sample, resize_bicubic
 
 # Guards floor(H / s) against float error when s divides H exactly.
 FLOOR_EPS = 1e-9
@@ -69,8 +68,7 @@ class SRImplicitPaired(Dataset):
                 raise ValueError(f"{source_of(self.dataset, idx)}: LR image "
                                  f"{img_lr.shape[-2]}x{img_lr.shape[-1]} is smaller than "
                                  f"inp_size {w_lr}")
-            x0 = random.randint(0, img_lr.shape[-2] - w_lr)
-            y0 = random.randint(0, img_lr.shape[-1] - w_lr)
+            x0, y0 = crop_origin(img_lr.shape[-2:], w_lr)
             crop_lr = img_lr[:, x0:x0 + w_lr, y0:y0 + w_lr]
             crop_hr = img_hr[:, x0 * s:(x0 + w_lr) * s, y0 * s:(y0 + w_lr) * s]
         if self.augment:
@@ -100,8 +98,7 @@ class SRImplicitPairedFast(SRImplicitPaired):
         coord = make_coord(crop_hr.shape[-2:], flatten=False)
         gt = crop_hr
         if self.inp_size is not None:
-            x0 = random.randint(0, crop_hr.shape[-2] - self.inp_size)
-            y0 = random.randint(0, crop_hr.shape[-1] - self.inp_size)
+            x0, y0 = crop_origin(crop_hr.shape[-2:], self.inp_size)
             coord = coord[x0:x0 + self.inp_size, y0:y0 + self.inp_size]
             gt = crop_hr[:, x0:x0 + self.inp_size, y0:y0 + self.inp_size]
         return grid_sample(crop_lr, crop_hr.shape[-2:], coord, gt)
@@ -174,8 +171,7 @@ class SRImplicitDownsampled(Dataset):
         else:
             w_lr = self.inp_size
             w_hr = round(w_lr * s)
-            x0 = random.randint(0, img.shape[-2] - w_hr)
-            y0 = random.randint(0, img.shape[-1] - w_hr)
+            x0, y0 = crop_origin(img.shape[-2:], w_hr)
             crop_hr = img[:, x0:x0 + w_hr, y0:y0 + w_hr]
             crop_lr = resize_bicubic(crop_hr, w_lr)
         if self.augment:

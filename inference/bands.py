@@ -2,18 +2,25 @@
 input rows it needs, so neither the latent grid nor the output ever exists whole.
 
 The codes are computed in blocks of rows (encoder tiles with their halo, see
-inference.tiling), each block once, and dropped when the bands have moved past it. A band's
-queries are moved into the coordinate frame of the rows [a, b) of the h-row latent grid it is
-decoded from: the same code centres, the same relative coordinates and cells, so the decoder
-reads the same codes as from the whole grid (see sub_grid_queries).
+inference.tiling), each block once, and dropped when the bands have moved past it. A band is
+decoded from a segment of rows [a, b) of the h-row latent grid. The fast paths of LIIF and LTE
+take the segment as rows [a, b) of the whole grid (`model.decoder(feat, 'fast', rows=(a, h))`,
+models.ImplicitDecoder.exact_bands): the queries stay in the whole image's frame and a band
+decodes bit for bit as from the whole grid. For the other paths the band's queries are moved
+into the segment's own frame: the same code centres, relative coordinates and cells up to
+float rounding (see sub_grid_queries).
 """
 import math
-from typing import Callable, Dict, Iterator, Optional, Tuple
+import time
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
 from models import ImplicitDecoder
-from models.decoder import Decoder, decode_in_chunks
+from models.decoder import decode_in_chunks
+from .compile import CompiledDecoder
+from .options import RenderOptions
+from .plan import Progress
 from .tiling import encode_tiled
 
 
@@ -46,14 +53,17 @@ class RowBlocks:
             gets the input rows themselves as its codes).
         inp: (1, 3, h, w) normalised input.
         tile: (rows, columns) of the encoder's tiles; a block is one row of tiles.
+        progress: where the encoder's rows and seconds are counted, if given.
     """
 
-    def __init__(self, model: ImplicitDecoder, inp: torch.Tensor, tile: Tuple[int, int]):
+    def __init__(self, model: ImplicitDecoder, inp: torch.Tensor, tile: Tuple[int, int],
+                 progress: Optional[Progress] = None):
         self.encoder = getattr(model, 'encoder', None)
         self.inp = inp
         self.tile_shape = tile
         self.tile = tile[0]
         self.blocks: Dict[int, torch.Tensor] = {}
+        self.progress = progress
 
     def rows(self, a: int, b: int) -> torch.Tensor:
         """(1, C, b - a, w) codes of rows [a, b); blocks above row a are dropped."""
@@ -64,8 +74,12 @@ class RowBlocks:
         for k in range(first, last + 1):
             if k not in self.blocks:
                 r0, r1 = k * self.tile, min(h, (k + 1) * self.tile)
+                start = time.perf_counter()
                 self.blocks[k] = self.inp[..., r0:r1, :] if self.encoder is None else \
                     encode_tiled(self.encoder, self.inp, self.tile_shape, rows=(r0, r1))
+                if self.progress is not None:
+                    self.progress.encoder_rows += r1 - r0
+                    self.progress.encoder_seconds += time.perf_counter() - start
         parts = [self.blocks[k][..., max(a, k * self.tile) - k * self.tile:
                                 min(b, (k + 1) * self.tile) - k * self.tile, :]
                  for k in range(first, last + 1)]
@@ -74,22 +88,22 @@ class RowBlocks:
 
 def decode_bands(model: ImplicitDecoder, inp: torch.Tensor, bands: Iterator[Tuple[
         torch.Tensor, Optional[torch.Tensor]]], band_rows: int, tile: Tuple[int, int],
-                 impl: str, chunk_size: Optional[int],
-                 wrap: Optional[Callable[[Decoder], Decoder]] = None) -> Iterator[torch.Tensor]:
+                 options: RenderOptions, chunk_size: Optional[int],
+                 progress: Optional[Progress] = None) -> Iterator[torch.Tensor]:
     """Decodes each (coord, cell) band of queries (in the frame of the whole (1, 3, h, w)
     `inp`, rows in increasing order) from the codes of the rows it reads.
 
     A segment of at least `band_rows` code rows is made ready at once (its codes turned into
     the decoder's features, e.g. LIIF's projections) and serves the bands that fall inside it;
     the codes come from encoder tiles of `tile` (rows, columns). Each band is decoded in
-    calls of `chunk_size` queries (None: at once), by each segment's decoder function passed
-    through `wrap` when given (e.g. the renderer's torch.compile).
+    calls of `chunk_size` queries (None: at once), with the options' path and compilation.
 
     Yields:
         (1, q, 3) per band, equal to decoding it from the whole latent grid (up to rounding).
     """
-    blocks = RowBlocks(model, inp, tile)
+    blocks = RowBlocks(model, inp, tile, progress)
     h = inp.shape[-2]
+    exact = options.impl == 'fast' and model.exact_bands
     segment, decode = (0, 0), None
     for coord, cell in bands:
         a, b = needed_rows(coord, h, model.code_reach)
@@ -101,10 +115,12 @@ def decode_bands(model: ImplicitDecoder, inp: torch.Tensor, bands: Iterator[Tupl
             # decodes under autocast, as the whole-image path computes them.
             with torch.autocast(inp.device.type, enabled=False):
                 feat = model.encode(sub_inp) if blocks.encoder is None else \
-                    model.from_codes(sub_inp, blocks.rows(*segment))
-            decode = model.decoder(feat, impl)
-            if wrap is not None:
-                decode = wrap(decode)
+                    model.from_codes(inp if exact else sub_inp, blocks.rows(*segment))
+            rows = (segment[0], h) if exact else None
+            decode = model.decoder(feat, options.impl, rows)
+            if options.compile:
+                decode = CompiledDecoder(decode, chunk_size)
             del feat
-        coord, cell = sub_grid_queries(coord, cell, h, *segment)
+        if not exact:
+            coord, cell = sub_grid_queries(coord, cell, h, *segment)
         yield decode_in_chunks(decode, coord, cell, chunk_size)

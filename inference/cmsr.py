@@ -13,8 +13,6 @@ tightens), and entries of lower scales are capped by it. Means not passed at any
 target scale's own entry.
 """
 import math
-import os
-import tempfile
 from typing import Dict, List, Optional
 
 import torch
@@ -25,6 +23,7 @@ from models.cmsr import Tables, check_tables
 from models.ensemble import sample_bilinear, sample_nearest
 from utils.config import load_config
 from utils.coords import make_coord
+from utils.files import atomic_path
 
 # Decode scales of a new table (the official init_cmsr.py's), those up to the target scale.
 INITIAL_SCALES = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -52,16 +51,8 @@ def tables_for(model, path: str, model_source: str) -> Tables:
 
 def save_tables(path: str, tables: Tables) -> None:
     """Writes the tables atomically (a temporary file renamed over `path`)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix='.yaml', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            yaml.safe_dump({k: dict(v) for k, v in sorted(tables.items())}, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, 'w') as f:
+        yaml.safe_dump({k: dict(v) for k, v in sorted(tables.items())}, f)
 
 
 def initial_table(scale: float) -> Dict[float, float]:

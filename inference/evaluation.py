@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from datasets.wrappers import source_of
 from utils.coords import flat_batch, flat_to_grid
-from utils.metrics import Averager, eval_scale, make_metric
+from utils.metrics import eval_scale, make_metric
 from .renderer import Renderer
 
 
@@ -93,7 +93,7 @@ def eval_psnr(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] =
     factor = cell_factor(eval_type, scale_max)
     device = next(model.parameters(), torch.zeros(())).device
 
-    result = Averager()
+    total, images = 0.0, 0  # PSNR summed per image
     pbar = tqdm(loader, leave=False, desc='val', disable=not verbose)
     for index, batch in enumerate(pbar):
         batch, grid = flat_batch({k: v.to(device) for k, v in batch.items()})
@@ -119,7 +119,8 @@ def eval_psnr(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] =
         if math.isnan(psnr):
             raise ValueError(f"{batch_source(loader, index)}: PSNR is NaN; no mean can be "
                              "reported")
-        result.add(psnr, batch['inp'].shape[0])
+        total += psnr * batch['inp'].shape[0]
+        images += batch['inp'].shape[0]
         if verbose:
-            pbar.set_description(f'val {result.item():.4f}')
-    return result.item()
+            pbar.set_description(f'val {total / images:.4f}')
+    return total / images if images else float('nan')

@@ -1,4 +1,6 @@
-"""Loading an arbitrary-scale model from a checkpoint, for the scripts."""
+"""Loading an arbitrary-scale model from a checkpoint, and the data_norm it was trained with
+(utils.normalization.norm_of_checkpoint), for the scripts."""
+import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -6,9 +8,9 @@ import torch
 import models
 from models import ImplicitDecoder
 from utils import load_checkpoint
-from utils.config_schema import model_spec
+from utils.config import model_spec
+from utils.normalization import OFFICIAL_NORM, norm_of_checkpoint
 from utils.schema import Section, check_config
-from .normalization import OFFICIAL_NORM, norm_of_checkpoint
 
 BICUBIC_SPEC = {'name': 'bicubic', 'args': {}, 'sd': {}}
 
@@ -31,13 +33,13 @@ def load_decoder_and_norm(path: str, device: torch.device
                           ) -> Tuple[ImplicitDecoder, Optional[Dict[str, Any]]]:
     """The model of a checkpoint in the official format (or bicubic interpolation for the name
     'bicubic' when no such file exists), in eval mode on `device`, and the data_norm it was
-    trained with (see inference.normalization.norm_of_checkpoint).
+    trained with (see utils.normalization.norm_of_checkpoint).
 
     Raises:
         FileNotFoundError, ValueError: missing or unreadable checkpoint, a model that is not an
             arbitrary-scale decoder, weights that do not fit it, a malformed data_norm.
     """
-    if path == 'bicubic':
+    if path == 'bicubic' and not os.path.exists(path):
         spec, norm = BICUBIC_SPEC, OFFICIAL_NORM
     else:
         ckpt = load_checkpoint(path)

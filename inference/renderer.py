@@ -4,89 +4,33 @@ validation and the viewer.
 It owns every step between an image in [0, 1] and the model's RGB in [0, 1]: normalise as the
 model was trained (data_norm) -> mirror-pad (LTE's window protocol) -> encode, whole or in tiles
 (inference.tiling) -> choose the query path -> autocast to the precision -> decode in chunks
-(the device's chunk policy, inference.chunks) -> de-normalise and clamp. A Scene is one image
-ready to decode at any queries (evaluation, the viewer's tiles); `bands` renders a whole
-output grid in bands of rows with bounded memory (demo.py; inference.bands).
+-> de-normalise and clamp, every size (tiles, latent bands, queries per call, output bands)
+from one memory plan (inference.plan). A Scene is one image ready to decode at any queries
+(evaluation, the viewer's tiles); `bands` renders a whole output grid in bands of rows with
+bounded memory (demo.py; inference.bands).
 """
 import logging
-from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+import time
+from dataclasses import replace
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
 from models import ImplicitDecoder
-from models.cmsr import check_tables
-from models.decoder import check_impl, decode_in_chunks
+from models.decoder import Decoder, decode_in_chunks
 from utils.coords import make_coord
-from utils.devices import autocast, check_precision
+from utils.devices import autocast
+from utils.normalization import OFFICIAL_NORM, normalisers
 from .bands import decode_bands
-from .chunks import CompiledDecoder, check_chunk_size, chunk_policy
-from .memory import Costs, Plan, default_budget, measure_costs, plan_for
-from .normalization import OFFICIAL_NORM, normalisers
-from .tiling import encode
+from .compile import CompiledDecoder
+from .costs import Costs, measure_costs
+from .options import RenderOptions
+from .plan import Plan, Progress, make_plan
+from .tiling import encode_tiled
 from .window import pad_to_window, padded_size, to_padded_domain
 
 logger = logging.getLogger(__name__)
-
-# Output pixels per band when the decoder's own chunks are smaller (the fast path on a CPU):
-# a band is a unit of the output's memory and of progress, not of decoder work.
-BAND_QUERIES = 65536
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How to run a model. Defaults: the fast path in float32, the device's chunk policy, the
-    whole image when it fits the default memory budget.
-
-    impl: 'fast' or 'reference' query path.
-    precision: 'fp32', or 'bf16'/'fp16' autocast around the decoder (the encoder, and the
-        features made from its codes, stay float32).
-    chunk_size: the most queries per decoder call (and, in `bands`, output pixels per band);
-        None: the chunk policy of the device (inference.chunks). Never changes the output of
-        a model with independent queries.
-    window: LTE's SwinIR protocol, mirror-pad inputs to a multiple of this (0: off).
-    encoder_tile: encode in tiles of (rows, columns) codes, or N for N x N (the same codes);
-        None: band_rows x band_rows if band_rows is given, else as max_memory decides.
-    band_rows: hold the latent codes in bands of this many rows in `bands` (inference.bands;
-        not for whole_grid models); None: the whole latent grid.
-    max_memory: bytes of working memory for the model on its device, a limit (ValueError if
-        too small); None: inference.memory's default budget, as a guide.
-    compile: run the decoder under torch.compile in chunks of one static shape
-        (inference.chunks.CompiledDecoder; compiled once per image size, falls back with a
-        warning where it cannot compile). Not for whole_grid models.
-    cmsr: LMF's CMSR scale-to-mean tables ({target scale: {decode scale: threshold}}, see
-        models.cmsr and inference.cmsr.load_tables), or None. Beyond the training scales an
-        LMF model then renders the whole output grid at once (CMSR's levels are whole
-        images): `bands` renders it whole and yields it in bands, `Scene.decode` takes the
-        whole grid (row-major) in one call. Not with compile or window.
-    """
-    impl: str = 'fast'
-    precision: str = 'fp32'
-    chunk_size: Optional[int] = None
-    window: int = 0
-    encoder_tile: Optional[Union[int, Tuple[int, int]]] = None
-    band_rows: Optional[int] = None
-    max_memory: Optional[float] = None
-    compile: bool = False
-    cmsr: Optional[Dict[float, Dict[float, float]]] = None
-
-    def __post_init__(self):
-        if isinstance(self.encoder_tile, int):
-            object.__setattr__(self, 'encoder_tile', (self.encoder_tile, self.encoder_tile))
-        check_impl(self.impl)
-        check_precision(self.precision)
-        check_chunk_size(self.chunk_size)
-        if self.window < 0:
-            raise ValueError(f"window must be >= 0, got {self.window}")
-        if self.encoder_tile is not None and min(self.encoder_tile) < 1:
-            raise ValueError(f"encoder tiles must be >= 1 code a side, got {self.encoder_tile}")
-        if self.band_rows is not None and self.band_rows < 1:
-            raise ValueError(f"band_rows must be >= 1, got {self.band_rows}")
-        if self.cmsr is not None:
-            check_tables(self.cmsr, 'CMSR tables')
-            if self.compile or self.window:
-                raise ValueError("CMSR renders whole images at several scales: it does not run "
-                                 "with compile or with window padding")
+Norm = Tuple[torch.Tensor, torch.Tensor]
 
 
 def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> torch.Tensor:
@@ -99,24 +43,41 @@ def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> t
     return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
 
 
+def encode(model: ImplicitDecoder, inp: torch.Tensor, tile: Optional[Tuple[int, int]] = None):
+    """`model.encode(inp)`, its encoder run in tiles of `tile` codes when given (the same
+    features; see inference.tiling)."""
+    if tile is None:
+        return model.encode(inp)
+    return model.from_codes(inp, encode_tiled(model.encoder, inp, tile))
+
+
+def to_image(pred: torch.Tensor, gt_norm: Norm) -> torch.Tensor:
+    """(B, Q, 3) model output -> float32 RGB in [0, 1], clamped (NaN kept)."""
+    gt_sub, gt_div = gt_norm
+    return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
+
+
 class Scene:
     """One image ready to decode: its features made once, decoded at any queries.
 
     Made by Renderer.scene; `decode` may be called any number of times (not concurrently).
-    Independent queries are decoded in calls of `chunk_size` (the renderer's policy), by
-    `decode_fn` (compiled when the options say so).
+
+    Args:
+        decode_fn: the model's decoder function over the image's features (compiled when
+            the options say so; CMSR's with options.cmsr).
+        whole_grid: the model attends over all the queries decoded together (SRNO).
+        chunk_size: queries per call for independent queries (the plan's).
+        precision: the decoder's autocast precision.
+        gt_norm: (gt_sub, gt_div) the output is de-normalised with.
+        size, padded: the image's (h, w), and its size after the window padding (or None).
     """
 
-    def __init__(self, renderer: 'Renderer', decode_fn, chunk_size: Optional[int],
-                 gt_norm: Tuple[torch.Tensor, ...], size: Tuple[int, int],
+    def __init__(self, decode_fn: Decoder, whole_grid: bool, chunk_size: Optional[int],
+                 precision: str, gt_norm: Norm, size: Tuple[int, int],
                  padded: Optional[Tuple[int, int]], device: torch.device):
-        self.renderer = renderer
-        self.decode_fn = decode_fn
-        self.chunk_size = chunk_size
-        self.gt_norm = gt_norm
-        self.size = size
-        self.padded = padded
-        self.device = device
+        self.decode_fn, self.whole_grid, self.chunk_size = decode_fn, whole_grid, chunk_size
+        self.precision, self.gt_norm = precision, gt_norm
+        self.size, self.padded, self.device = size, padded, device
 
     @torch.no_grad()
     def decode(self, coord: torch.Tensor, cell: Optional[torch.Tensor],
@@ -127,20 +88,17 @@ class Scene:
             coord, cell: (B, Q, 2) queries in the image's (-1, 1) frame, (row, col); cells
                 (2/H, 2/W) of the output grid.
             chunk_size: for a whole_grid model (SRNO), the protocol's queries per call (None:
-                all at once); ignored for independent queries (the renderer's chunks).
+                all at once); ignored for independent queries (the plan's chunks).
 
         Returns:
             (B, Q, 3) float32 on the model's device; NaN stays NaN (callers check).
         """
-        renderer = self.renderer
         if self.padded is not None:
             coord, cell = to_padded_domain(coord, cell, self.size, self.padded)
-        chunk = chunk_size if renderer.model.whole_grid else self.chunk_size
-        if renderer.options.cmsr is not None:
-            chunk = None  # the CMSR decoder chunks within; it needs the whole grid
-        with autocast(self.device, renderer.options.precision):
+        chunk = chunk_size if self.whole_grid else self.chunk_size
+        with autocast(self.device, self.precision):
             pred = decode_in_chunks(self.decode_fn, coord, cell, chunk)
-        return renderer.to_image(pred, self.gt_norm)
+        return to_image(pred, self.gt_norm)
 
 
 class Renderer:
@@ -149,7 +107,7 @@ class Renderer:
     Args:
         model: any models.ImplicitDecoder, in eval mode on its device.
         data_norm: the config's data_norm the model was trained with (None: identity); see
-            inference.normalization.norm_of_checkpoint for a checkpoint's.
+            utils.normalization.norm_of_checkpoint for a checkpoint's.
         options: RenderOptions.
     """
 
@@ -164,91 +122,53 @@ class Renderer:
         """The same model and normalisation with some options changed."""
         return Renderer(self.model, self.data_norm, replace(self.options, **changes))
 
-    # --- the policy: budget, chunks, memory plan ---
-
-    def budget(self, device: torch.device) -> float:
-        return self.options.max_memory or default_budget(device)
-
     def costs(self, device: torch.device) -> Costs:
-        """The model's measured memory costs (inference.memory), measured once."""
+        """The model's measured memory costs (inference.plan), measured once."""
         if self._costs is None:
             self._costs = measure_costs(self.model, self.options.impl, self.options.precision,
                                         device)
         return self._costs
 
-    def chunk_size(self, device: torch.device) -> Optional[int]:
-        """Queries per decoder call: the device's chunk policy, capped by options.chunk_size
-        (a whole_grid model: options.chunk_size itself, None for the whole grid)."""
-        model, requested = self.model, self.options.chunk_size
-        if model.whole_grid:
-            return requested
-        if device.type == 'cpu':
-            chunk = chunk_policy(model, self.options.impl, device)
-        else:
-            chunk = chunk_policy(model, self.options.impl, device,
-                                 self.costs(device).per_query, self.budget(device))
-        return chunk if requested is None else min(chunk, requested)
+    def plan(self, size: Tuple[int, int], device: torch.device,
+             output: Optional[Tuple[int, int]] = None, held: int = 0) -> Plan:
+        """The memory plan (inference.plan.make_plan) of an (h, w) image: rendered at `output`
+        (H, W) in bands, or without an output as a scene (the latent grid whole); `held`:
+        bytes the caller holds for the render."""
+        window = self.options.window  # the encoder sees the input padded to it
+        size = padded_size(*size, window) if window else size
+        return make_plan(self.model, size, device, self.options,
+                         lambda: self.costs(device), output, held)
 
-    def plan(self, size: Tuple[int, int], bands: bool, device: torch.device) -> Plan:
-        """Encoder tiles (and, for `bands`, latent bands) for an (h, w) input as the encoder
-        sees it: the options' tiles, or what fits the budget (inference.memory)."""
-        opts = self.options
-        chunk = self.chunk_size(device) or size[0] * size[1]
-        if opts.encoder_tile is not None or opts.band_rows is not None:
-            band_rows = opts.band_rows if bands and not self.model.whole_grid else None
-            return Plan(opts.encoder_tile or (opts.band_rows,) * 2, band_rows, chunk, 0)
-        return plan_for(self.model, size, self.budget(device), chunk, opts.impl,
-                        opts.precision, device, bands=bands, strict=opts.max_memory is not None)
-
-    def wrap(self, decode, chunk: Optional[int]):
-        """The decoder function as the options run it: compiled for chunks of `chunk`
-        queries when options.compile."""
-        if not self.options.compile or chunk is None:
-            return decode
-        return CompiledDecoder(decode, chunk)
-
-    def padded_size(self, size: Tuple[int, int]) -> Tuple[int, int]:
-        """(h, w) of an input after the window padding of the options."""
-        window = self.options.window
-        return padded_size(*size, window) if window else size
-
-    # --- the pipeline ---
-
-    def normalise(self, image: torch.Tensor) -> Tuple[torch.Tensor, Tuple[torch.Tensor, ...]]:
+    def normalise(self, image: torch.Tensor) -> Tuple[torch.Tensor, Norm]:
         """(B, 3, h, w) image in [0, 1] -> (the model's input, padded to the window; the
         (gt_sub, gt_div) that `to_image` de-normalises with, on the image's device)."""
         inp_sub, inp_div, gt_sub, gt_div = normalisers(self.data_norm, image.device)
-        inp = (image - inp_sub) / inp_div
+        inp = (image - inp_sub).div_(inp_div)
         inp = pad_to_window(inp, self.options.window) if self.options.window else inp
         return inp, (gt_sub, gt_div)
 
-    @staticmethod
-    def to_image(pred: torch.Tensor, gt_norm: Tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """(B, Q, 3) model output -> float32 RGB in [0, 1], clamped (NaN kept)."""
-        gt_sub, gt_div = gt_norm
-        return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
-
     @torch.no_grad()
-    def scene(self, image: torch.Tensor) -> Scene:
+    def scene(self, image: torch.Tensor, plan: Optional[Plan] = None) -> Scene:
         """Encodes a (B, 3, h, w) image in [0, 1] (on the model's device) once, the latent
-        grid whole (the encoder in tiles when the options or the budget say so)."""
+        grid whole, the encoder in tiles when the plan (made here if not given) says so."""
+        model, opts = self.model, self.options
         size = tuple(image.shape[-2:])
+        plan = plan or self.plan(size, image.device)
         inp, gt_norm = self.normalise(image)
-        padded = tuple(inp.shape[-2:]) if self.options.window else None
-        tile = self.plan(tuple(inp.shape[-2:]), False, image.device).encoder_tile
-        feat = encode(self.model, inp, tile)  # float32 always: see utils.devices.autocast
-        chunk = self.chunk_size(image.device)
-        if self.options.cmsr is not None:
-            decode = self.model.cmsr_decoder(feat, self.options.cmsr, self.options.impl, chunk)
+        padded = tuple(inp.shape[-2:]) if opts.window else None
+        feat = encode(model, inp, plan.encoder_tile)  # float32 always: see utils.devices
+        if opts.cmsr is not None:  # the CMSR decoder chunks within; it needs the whole grid
+            decode, chunk = model.cmsr_decoder(feat, opts.cmsr, opts.impl, plan.chunk_size), None
         else:
-            decode = self.model.decoder(feat, self.options.impl)
-            if not self.model.whole_grid:
-                decode = self.wrap(decode, chunk)
-        return Scene(self, decode, chunk, gt_norm, size, padded, image.device)
+            decode, chunk = model.decoder(feat, opts.impl), plan.chunk_size
+            if opts.compile and not model.whole_grid:
+                decode = CompiledDecoder(decode, chunk)
+        return Scene(decode, model.whole_grid, chunk, opts.precision, gt_norm, size, padded,
+                     image.device)
 
     @torch.no_grad()
-    def bands(self, image: torch.Tensor, size: Tuple[int, int], plan: Optional[Plan] = None
-              ) -> Iterator[Tuple[int, torch.Tensor]]:
+    def bands(self, image: torch.Tensor, size: Tuple[int, int], plan: Optional[Plan] = None,
+              progress: Optional[Progress] = None) -> Iterator[Tuple[int, torch.Tensor]]:
         """Renders the continuous image of `image` at `size`, one band of whole rows at a time,
         so that neither the coordinate grid nor the output ever exists whole. A whole_grid
         model (SRNO) streams over the bands in passes (models.ImplicitDecoder.query_stream)
@@ -257,63 +177,82 @@ class Renderer:
         Args:
             image: (1, 3, h, w) in [0, 1] on the model's device.
             size: output (H, W); the per-axis scales H/h and W/w may differ.
-            plan: from `plan(padded size, True, device)` (None: made here).
+            plan: from `plan((h, w), device, size)` (None: made here).
+            progress: kept up to date as the bands are made (for an estimate of the time
+                left), if given.
 
         Yields:
             (first row, (rows, W, 3) float32 CPU tensor in [0, 1], clamped, not quantised).
         """
         H, W = size
         h, w = image.shape[-2:]
+        plan = plan or self.plan((h, w), image.device, size)
+        progress = progress or Progress()
         inp, gt_norm = self.normalise(image)
         padded = tuple(inp.shape[-2:]) if self.options.window else None
-        plan = plan or self.plan(tuple(inp.shape[-2:]), True, image.device)
-        model, impl = self.model, self.options.impl
-        chunk = self.chunk_size(inp.device)
-        band = self.options.chunk_size or max(chunk or 0, BAND_QUERIES)
-        rows_per_band = max(1, band // W)
-        starts = range(0, H, rows_per_band)
+        starts = range(0, H, plan.output_rows)
+        progress.output_rows_total = H
+        progress.encoder_rows_total = inp.shape[-2]
         cell_value = torch.tensor([2 / H, 2 / W], device=inp.device)
 
         def queries():
             for row0 in starts:
-                coord = band_coords(H, W, row0, min(H, row0 + rows_per_band), inp.device)
+                coord = band_coords(H, W, row0, min(H, row0 + plan.output_rows), inp.device)
                 cell = cell_value.expand_as(coord)
                 if padded is not None:
                     coord, cell = to_padded_domain(coord, cell, (h, w), padded)
                 yield coord, cell
 
-        if self.options.cmsr is not None:
-            stream = self.cmsr_bands(inp, (H, W), plan, chunk, rows_per_band)
-        elif model.whole_grid:
-            logger.info('%s attends over all queries: it streams over the bands in passes',
-                        type(model).__name__)
-            stream = model.query_stream(encode(model, inp, plan.encoder_tile), queries, impl,
-                                        chunk)
-        elif plan.band_rows:
-            tile = plan.encoder_tile or (plan.band_rows, plan.band_rows)
-            stream = decode_bands(model, inp, queries(), plan.band_rows, tile, impl, chunk,
-                                  lambda decode: self.wrap(decode, chunk))
-        else:
-            decode = self.wrap(model.decoder(encode(model, inp, plan.encoder_tile), impl), chunk)
-            stream = (decode_in_chunks(decode, coord, cell, chunk) for coord, cell in queries())
+        stream = self._stream(inp, (H, W), plan, queries, progress)
         for row0 in starts:
+            start, encoded = time.perf_counter(), progress.encoder_seconds
             with autocast(inp.device, self.options.precision):  # the decoding only
                 pred = next(stream)
-            rows = min(H, row0 + rows_per_band) - row0
-            yield row0, self.to_image(pred, gt_norm).view(rows, W, 3).cpu()
+            rows = min(H, row0 + plan.output_rows) - row0
+            band = to_image(pred, gt_norm).view(rows, W, 3).cpu()
+            progress.bands += 1
+            progress.output_rows += rows
+            if progress.bands > 1:  # the first band pays for warm-up: not in the rate
+                progress.rate_rows += rows
+                progress.rate_seconds += time.perf_counter() - start - \
+                    (progress.encoder_seconds - encoded)
+            yield row0, band
 
-    def cmsr_bands(self, inp: torch.Tensor, size: Tuple[int, int], plan: Plan,
-                   chunk: Optional[int], rows_per_band: int) -> Iterator[torch.Tensor]:
-        """The whole (1, H*W, 3) output with CMSR, then its bands of rows_per_band rows."""
+    def _stream(self, inp: torch.Tensor, size: Tuple[int, int], plan: Plan, queries,
+                progress: Progress) -> Iterator[torch.Tensor]:
+        """The model's (1, q, 3) output for each band of `queries()`, as the plan runs it."""
+        model, opts = self.model, self.options
+        if plan.band_rows and not model.whole_grid and opts.cmsr is None:
+            tile = plan.encoder_tile or tuple(inp.shape[-2:])  # None: one tile, the image
+            return decode_bands(model, inp, queries(), plan.band_rows, tile, opts,
+                                plan.chunk_size, progress)
+        start = time.perf_counter()
+        feat = encode(model, inp, plan.encoder_tile)
+        progress.encoder_rows = progress.encoder_rows_total
+        progress.encoder_seconds += time.perf_counter() - start
+        if opts.cmsr is not None:
+            return self._cmsr_bands(feat, inp, size, plan)
+        if model.whole_grid:
+            logger.info('%s attends over all queries: it streams over the bands in passes',
+                        type(model).__name__)
+            return model.query_stream(feat, queries, opts.impl, plan.chunk_size)
+        decode = model.decoder(feat, opts.impl)
+        if opts.compile:
+            decode = CompiledDecoder(decode, plan.chunk_size)
+        return (decode_in_chunks(decode, coord, cell, plan.chunk_size)
+                for coord, cell in queries())
+
+    def _cmsr_bands(self, feat, inp: torch.Tensor, size: Tuple[int, int], plan: Plan
+                    ) -> Iterator[torch.Tensor]:
+        """The whole (1, H*W, 3) output with CMSR, then its bands of the plan's rows."""
         H, W = size
         coord = make_coord((H, W), device=inp.device).unsqueeze(0)
         cell = torch.tensor([2 / H, 2 / W], device=inp.device).expand_as(coord)
-        feat = encode(self.model, inp, plan.encoder_tile)
         with autocast(inp.device, self.options.precision):
             pred = self.model.cmsr_decoder(feat, self.options.cmsr, self.options.impl,
-                                           chunk)(coord, cell)
-        for row0 in range(0, H, rows_per_band):
-            yield pred[:, row0 * W:min(H, row0 + rows_per_band) * W]
+                                           plan.chunk_size)(coord, cell)
+        for row0 in range(0, H, plan.output_rows):
+            yield pred[:, row0 * W:min(H, row0 + plan.output_rows) * W]
 
 
 def render_bands(model: ImplicitDecoder, image: torch.Tensor, size: Tuple[int, int],

@@ -70,14 +70,6 @@ def tiling_geometry(encoder: nn.Module, halo: Optional[int] = None) -> Tuple[int
     return (radius if halo is None else halo), 1
 
 
-def encode(model: nn.Module, inp: torch.Tensor, tile: Optional[int] = None):
-    """`model.encode(inp)`, its encoder run in tiles of `tile` codes when given (the same
-    features; see encode_tiled)."""
-    if not tile:
-        return model.encode(inp)
-    return model.from_codes(inp, encode_tiled(model.encoder, inp, tile))
-
-
 @torch.no_grad()
 def encode_tiled(encoder: nn.Module, inp: torch.Tensor, tile: Union[int, Tuple[int, int]],
                  halo: Optional[int] = None, rows: Optional[Tuple[int, int]] = None

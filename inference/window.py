@@ -43,7 +43,3 @@ def to_padded_domain(coord: torch.Tensor, cell: Optional[torch.Tensor], size: Tu
     ratio = coord.new_tensor([size[0] / padded[0], size[1] / padded[1]])
     return (coord + 1) * ratio - 1, None if cell is None else cell * ratio
 
-
-def window_of(model) -> Optional[int]:
-    """The attention window of a model's encoder (SwinIR), None for convolutional encoders."""
-    return getattr(getattr(model, 'encoder', None), 'window_size', None)

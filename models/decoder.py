@@ -1,10 +1,12 @@
-"""The interface every arbitrary-scale model implements: LIIF, MetaSR, LTE, lte-fast, SRNO and
-bicubic. Scripts and `inference/` see models only through it.
+"""The interface every arbitrary-scale model implements: LIIF, MetaSR, LTE, lte-fast, SRNO,
+LM-LIIF, LM-LTE and bicubic. Scripts and `inference/` see models only through it.
 
 Our API works on flat queries for every model:
   encode(inp (B, 3, h, w)) -> feat (whatever the model keeps per image)
   query(feat, coord (B, Q, 2), cell (B, Q, 2) or None) -> (B, Q, 3)   the reference path
   decoder(feat, impl) -> a function (coord, cell) -> (B, Q, 3)         reference or fast path
+  query_stream(feat, chunks, impl)  the chunks of one set of queries, one at a time (SRNO)
+  cmsr_decoder(feat, tables, impl)  LMF's multi-scale rendering (LM-LIIF, LM-LTE only)
 
 The official call signatures are kept beside it (`forward`, `gen_feat`/`query_rgb`): flat
 (B, Q, 2) queries with (B, Q, 2) cells for liif, lte, metasr; the (B, H, W, 2) grid with a (B, 2)
@@ -18,7 +20,7 @@ from torch import nn
 
 from utils.coords import flat_to_grid, grid_to_flat
 
-IMPLS = ('reference', 'fast')
+IMPLS = ('fast', 'reference')
 Decoder = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
@@ -98,6 +100,12 @@ class ImplicitDecoder(nn.Module):
     fast_chunk_size: Optional[int] = None
     code_reach: int = 3
 
+    @property
+    def encoder_window(self) -> int:
+        """The attention window of the model's encoder (SwinIR), 0 for convolutional ones: a
+        renderer pads inputs to it (LTE's window protocol, inference.window)."""
+        return getattr(getattr(self, 'encoder', None), 'window_size', None) or 0
+
     def encode(self, inp: torch.Tensor):
         """(B, 3, h, w) normalised image -> the model's per-image features."""
         return self.from_codes(inp, self.encoder(inp))
@@ -117,21 +125,35 @@ class ImplicitDecoder(nn.Module):
         """Whether `decoder(feat, 'fast')` has a path of its own (else it is the reference)."""
         return False
 
-    def fast_decoder(self, feat) -> Decoder:
+    @property
+    def exact_bands(self) -> bool:
+        """Whether the fast path decodes a band of the latent grid in the whole grid's frame
+        (`decoder(feat, 'fast', rows=...)`), bit for bit as from the whole grid."""
+        return False
+
+    def fast_decoder(self, feat, rows: Optional[Tuple[int, int]] = None) -> Decoder:
         """The fast path: work done once per image here, a per-query function returned."""
         raise TypeError(f"{type(self).__name__} has no fast path")
 
     def check_feat(self, feat) -> None:
         """ValueError if `feat` cannot be this model's features (a model's own check)."""
 
-    def decoder(self, feat, impl: str = 'reference') -> Decoder:
+    def decoder(self, feat, impl: str = 'reference', rows: Optional[Tuple[int, int]] = None
+                ) -> Decoder:
         """(coord, cell) -> (B, Q, 3) with the reference or, where the model has one, the
         fast path. The one place where the path is chosen, and where the inputs are checked
-        (check_queries; zero queries give a (B, 0, 3) result)."""
+        (check_queries; zero queries give a (B, 0, 3) result).
+
+        rows: (first row, rows of the whole grid) when `feat` holds a band of a larger latent
+            grid whose queries stay in the whole grid's frame (fast paths with exact_bands).
+        """
         check_impl(impl)
         self.check_feat(feat)
-        decode = self.fast_decoder(feat) if impl == 'fast' and self.supports_fast else \
-            partial(self.query, feat)
+        fast = impl == 'fast' and self.supports_fast
+        if rows is not None and not (fast and self.exact_bands):
+            raise ValueError(f"the {impl} path of {type(self).__name__} decodes bands in their "
+                             "own frame (inference.bands.sub_grid_queries), not with rows")
+        decode = self.fast_decoder(feat, rows) if fast else partial(self.query, feat)
         batch = feature_batch(feat)
 
         def checked(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:

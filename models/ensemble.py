@@ -6,9 +6,9 @@ S_t / S, S_t being the area of the rectangle between x and the code diagonally o
 (Eq. 4). Without the ensemble, only the single nearest code is used.
 
 Reference helpers below follow the official code (grid_sample for every lookup); `Lookup` and
-`nearest_rows` serve the fast paths, which find each query's code index once and gather rows.
+`nearest_codes` serve the fast paths, which find each query's codes once and gather rows.
 """
-from typing import Iterator, List, NamedTuple, Tuple
+from typing import Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -120,29 +120,64 @@ def members(feats: List[torch.Tensor], coord: torch.Tensor, local_ensemble: bool
 
 
 class Lookup(NamedTuple):
-    """Tables of the fast paths: each code's row number as a map, and each code's centre.
+    """The latent grid of the fast paths: its size, and the rows whose tables they hold.
 
-    index: (1, 1, h, w) float32 row numbers (row-major), sampled to find nearest codes.
-    centres: (h*w, 2) code centres, (row, col).
+    h, w: the size of the whole grid.
+    rows: (1, 1, h, 1) float32 row numbers and cols: (1, 1, 1, w) column numbers, sampled to
+        find each query's nearest code.
+    first_row, held_rows: the tables hold rows [first_row, first_row + held_rows) of the grid:
+        all of them, or a band of a large image (inference.bands), whose queries stay in the
+        whole image's frame, so a band decodes exactly as the whole grid does.
     """
-    index: torch.Tensor
-    centres: torch.Tensor
+    h: int
+    w: int
+    rows: torch.Tensor
+    cols: torch.Tensor
+    first_row: int
+    held_rows: int
 
 
-def make_lookup(h: int, w: int, device: torch.device) -> Lookup:
-    index = torch.arange(h * w, device=device, dtype=torch.float32).view(1, 1, h, w)
-    return Lookup(index, make_coord((h, w), device=device))
+def make_lookup(h: int, w: int, device: torch.device, first_row: int = 0,
+                held_rows: Optional[int] = None) -> Lookup:
+    """The Lookup of an (h, w) grid whose tables hold rows [first_row, first_row +
+    held_rows) (default: all)."""
+    rows = torch.arange(h, device=device, dtype=torch.float32).view(1, 1, h, 1)
+    cols = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, 1, w)
+    return Lookup(h, w, rows, cols, first_row, h - first_row if held_rows is None else held_rows)
 
 
-def nearest_rows(lookup: Lookup, coord_: torch.Tensor) -> torch.Tensor:
-    """(B, Q) long row numbers of the codes holding the (already shifted) queries.
+def nearest_codes(lookup: Lookup, coord: torch.Tensor, local_ensemble: bool = True
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Fast paths: the codes each query blends, found at once for all members.
 
-    The same grid_sample(mode='nearest') call as the reference, on a map of row numbers, so
-    ties at cell borders resolve identically; in float32 even under autocast (row numbers
-    above 256 are not exact in 16 bits).
+    The nearest codes come from the reference's grid_sample(mode='nearest') call, on maps of
+    row and column numbers (each axis is rounded on its own), so ties at cell borders resolve
+    identically; in float32 even under autocast (numbers above 256 are not exact in 16 bits).
+
+    Args:
+        lookup: the latent grid (see Lookup).
+        coord: (B, Q, 2) queries in the whole grid's frame.
+        local_ensemble: the 4 nearest codes (in the official (vx, vy) order), else the one.
+
+    Returns:
+        (B, n, Q) long row numbers of the codes in the (B * held_rows * w)-row tables of the
+        batch, and (B, n, Q, 2) the query relative to each code in latent-cell units (Eq. 3);
+        n = 4 or 1. The same float32 sums as `shifted` and `relative`.
     """
-    B, Q = coord_.shape[:2]
-    h, w = lookup.index.shape[-2:]
-    with torch.autocast(coord_.device.type, enabled=False):
-        rows = sample_nearest(lookup.index.expand(B, 1, h, w), coord_.float())
-    return rows.view(B, Q).long()
+    B, Q = coord.shape[:2]
+    h, w = lookup.h, lookup.w
+    offsets, eps_shift = shifts(local_ensemble)
+    n = len(offsets)
+    steps = coord.new_tensor([[vx / h + eps_shift, vy / w + eps_shift]
+                              for vx, vy in offsets]).view(1, n, 1, 2)
+    moved = (coord.unsqueeze(1) + steps).clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
+    with torch.autocast(coord.device.type, enabled=False):
+        moved = moved.view(B, n * Q, 2).float()
+        row = sample_nearest(lookup.rows.expand(B, 1, h, 1), moved).view(B, n, Q)
+        col = sample_nearest(lookup.cols.expand(B, 1, 1, w), moved).view(B, n, Q)
+    # The codes' centres as make_coord computes them (the same float32 operations).
+    centres = torch.stack([(-1 + 1 / h) + (2 / h) * row, (-1 + 1 / w) + (2 / w) * col], dim=-1)
+    rel_coord = (coord.unsqueeze(1) - centres).mul_(coord.new_tensor([h, w]))
+    rows = (row.long() - lookup.first_row) * w + col.long() + \
+        (torch.arange(B, device=coord.device) * (lookup.held_rows * w)).view(B, 1, 1)
+    return rows, rel_coord

@@ -3,14 +3,14 @@
 An encoder turns the image into a grid of latent codes; the MLP `imnet` decodes the RGB at any
 continuous coordinate from the nearest latent code(s), the relative coordinate and the cell size.
 """
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from .decoder import Decoder, ImplicitDecoder
-from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
-                       relative_cell, sample_bilinear, sample_nearest, shifted, shifts)
+from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_codes, relative_cell,
+                       sample_bilinear, sample_nearest)
 from .mlp import MLP
 from .models import make, register
 
@@ -145,8 +145,14 @@ class LIIF(ImplicitDecoder):
     def supports_fast(self) -> bool:
         return isinstance(self.imnet, MLP)
 
-    def project(self, feat: torch.Tensor) -> ProjectedFeat:
-        """(B, C, h, w) latent codes -> first-layer projections of every code (fast path)."""
+    @property
+    def exact_bands(self) -> bool:
+        return self.supports_fast and not self.global_skip  # its skip samples the whole image
+
+    def project(self, feat: torch.Tensor, rows: Optional[Tuple[int, int]] = None
+                ) -> ProjectedFeat:
+        """(B, C, h, w) latent codes -> first-layer projections of every code (fast path);
+        rows: (first row, grid rows) when they are a band of a larger grid."""
         feat, image = self._split_skip(feat)
         first = self.imnet.layers[0]
         C = feat.shape[1]
@@ -162,11 +168,13 @@ class LIIF(ImplicitDecoder):
             proj = F.conv2d(feat.float().contiguous(memory_format=torch.channels_last),
                             weight.float(), first.bias.float(), padding=k // 2)
         B, D, h, w = proj.shape
-        rows = proj.permute(0, 2, 3, 1).reshape(B, h * w, D)
-        return ProjectedFeat(rows, make_lookup(h, w, feat.device), image)
+        table = proj.permute(0, 2, 3, 1).reshape(B, h * w, D)
+        first, grid_rows = rows or (0, h)
+        return ProjectedFeat(table, make_lookup(grid_rows, w, feat.device, first, h), image)
 
-    def fast_decoder(self, feat: torch.Tensor) -> Decoder:
-        proj = self.project(feat)
+    def fast_decoder(self, feat: torch.Tensor, rows: Optional[Tuple[int, int]] = None
+                     ) -> Decoder:
+        proj = self.project(feat, rows)
         return lambda coord, cell: self.query_projected(proj, coord, cell)
 
     def query_projected(self, proj: ProjectedFeat, coord: torch.Tensor,
@@ -174,24 +182,21 @@ class LIIF(ImplicitDecoder):
         """Fast-path query: as `query` from `project(feat)`. (B, Q, 2) -> (B, Q, 3)."""
         self._check_cell(cell)
         B, Q = coord.shape[:2]
-        h, w = proj.lookup.index.shape[-2:]
+        h, w = proj.lookup.h, proj.lookup.w
         first = self.imnet.layers[0]
         n_feat = first.in_features - (4 if self.cell_decode else 2)
         # Weights of the (relative coordinate, relative cell) inputs, (2 or 4, D).
         w_small = first.weight[:, n_feat:].t()
         rel_cell = cell * coord.new_tensor([h, w]) if self.cell_decode else None
-        rows = proj.rows.reshape(B * h * w, -1)
-        batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
-
-        offsets, eps_shift = shifts(self.local_ensemble)
+        table = proj.rows.reshape(-1, proj.rows.shape[-1])  # (B * held rows * w, D)
+        code_rows, rel_coords = nearest_codes(proj.lookup, coord, self.local_ensemble)
         preds, areas = [], []
-        for vx, vy in offsets:
-            idx = nearest_rows(proj.lookup, shifted(coord, vx, vy, h, w, eps_shift))
-            rel_coord = relative(coord, proj.lookup.centres[idx], h, w)
+        for k in range(code_rows.shape[1]):
+            rel_coord = rel_coords[:, k]
             small = rel_coord if rel_cell is None else torch.cat([rel_coord, rel_cell], dim=-1)
-            q_proj = rows.index_select(0, (idx + batch_offset).view(-1))
-            hidden = torch.addmm(q_proj, small.reshape(B * Q, -1).to(rows.dtype),
-                                 w_small.to(rows.dtype))
+            q_proj = table.index_select(0, code_rows[:, k].reshape(-1))
+            hidden = torch.addmm(q_proj, small.reshape(B * Q, -1).to(table.dtype),
+                                 w_small.to(table.dtype))
             preds.append(self.imnet.forward_inplace(hidden, start=1).view(B, Q, -1))
             areas.append(area(rel_coord))
         return self._add_skip(blend(preds, areas, self.local_ensemble), proj.image, coord)

@@ -18,7 +18,7 @@ each layer's bias and modulations per code, scale' = 1 + s and shift' = b (1 + s
 hidden layer is one product and one fused multiply-add per query; each layer's folded scale
 and shift of a query's code are gathered as one row.
 """
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_decode
 from .decoder import (Decoder, ImplicitDecoder, check_queries, decode_in_chunks,
                       feature_batch)
-from .ensemble import (BORDER_EPS, Lookup, area, blend, make_lookup, members, nearest_rows,
-                       relative_cell, sample_bilinear, shifts)
+from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_codes, relative_cell,
+                       sample_bilinear)
 from .models import make
 
 # Queries per fast-path call on a CPU: the 4 members' rows of one layer's gathered
@@ -200,7 +200,7 @@ class LatentModulated(ImplicitDecoder):
         return ModTables(layers, extra, make_lookup(h, w, m.mod.device), m.inp,
                          cell is not None and self.cell_decode, cell_term)
 
-    def fast_decoder(self, feat) -> Decoder:
+    def fast_decoder(self, feat, rows: Optional[Tuple[int, int]] = None) -> Decoder:
         """Tables made once per image and cell (kept for the last cell seen), and the
         buffers the render MLP's layers reuse from call to call."""
         cache: Dict[str, Any] = {}
@@ -224,18 +224,11 @@ class LatentModulated(ImplicitDecoder):
             more than the arithmetic of a 16-wide layer (page faults)."""
         mlp, L, D = self.imnet, self.imnet.hidden_depth, self.imnet.hidden_dim
         B, Q = coord.shape[:2]
-        h, w = t.lookup.index.shape[-2:]
-        offsets, eps_shift = shifts(self.local_ensemble)
-        n = len(offsets)
-        # The 4 members' shifted queries in one tensor (the same float32 sums as `shifted`).
-        steps = coord.new_tensor([[vx / h + eps_shift, vy / w + eps_shift]
-                                  for vx, vy in offsets]).view(1, n, 1, 2)
-        moved = (coord.unsqueeze(1) + steps).clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
-        idx = nearest_rows(t.lookup, moved.view(B, n * Q, 2))                 # (B, nQ)
-        rel_coord = (coord.unsqueeze(1) - t.lookup.centres[idx].view(B, n, Q, 2)) \
-            .mul_(coord.new_tensor([h, w])).view(B, n * Q, 2)
-        batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
-        flat = (idx + batch_offset).view(-1)
+        h, w = t.lookup.h, t.lookup.w
+        code_rows, rel_coord = nearest_codes(t.lookup, coord, self.local_ensemble)
+        n = code_rows.shape[1]
+        flat = code_rows.view(-1)                            # (B, n, Q) order
+        rel_coord = rel_coord.view(B, n * Q, 2)
         extra = None if t.extra is None else t.extra.index_select(0, flat)
         rel_cell = relative_cell(cell, h, w).repeat(1, n, 1).view(-1, 2) \
             if self.cell_decode and not t.cell_folded else None

@@ -8,14 +8,14 @@ with delta its position relative to the code, blended over the 4 nearest codes (
 ensemble), plus bilinear interpolation of the input.
 """
 import math
-from typing import Any, Callable, Dict, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
 
 from .decoder import Decoder, ImplicitDecoder
-from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_rows, relative,
-                       relative_cell, sample_bilinear, shifted, shifts)
+from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_codes, relative_cell,
+                       sample_bilinear)
 from .mlp import MLP
 from .models import make, register
 
@@ -132,14 +132,22 @@ class LTE(ImplicitDecoder):
     def supports_fast(self) -> bool:
         return isinstance(self.imnet, MLP)
 
-    def fast_decoder(self, feat: FourierFeat) -> Decoder:
+    @property
+    def exact_bands(self) -> bool:
+        return True
+
+    def fast_decoder(self, feat: FourierFeat, rows: Optional[Tuple[int, int]] = None
+                     ) -> Decoder:
+        """rows: (first row, grid rows) when feat holds a band of a larger grid (its `inp`
+        the whole input, for the bilinear skip)."""
         B, D, h, w = feat.coef.shape
+        first, grid_rows = rows or (0, h)
         # Row layout [coef | row frequencies | column frequencies]: the interleaved pairs of
         # `freq` split into two contiguous halves.
         freq = feat.freq.view(B, D // 2, 2, h, w).transpose(1, 2).reshape(B, D, h, w)
-        rows = torch.cat([feat.coef, freq], dim=1).view(B, 2 * D, h * w).transpose(1, 2)
-        tables = FourierTables(rows.reshape(B * h * w, 2 * D).contiguous(),
-                               make_lookup(h, w, feat.coef.device), feat.inp)
+        table = torch.cat([feat.coef, freq], dim=1).view(B, 2 * D, h * w).transpose(1, 2)
+        tables = FourierTables(table.reshape(B * h * w, 2 * D).contiguous(),
+                               make_lookup(grid_rows, w, feat.coef.device, first, h), feat.inp)
         return lambda coord, cell: self.query_tables(tables, coord, cell)
 
     def query_tables(self, tables: FourierTables, coord: torch.Tensor,
@@ -148,17 +156,15 @@ class LTE(ImplicitDecoder):
         if cell is None:
             raise ValueError("lte decodes with the cell size; pass cell")
         B, Q = coord.shape[:2]
-        h, w = tables.lookup.index.shape[-2:]
+        h, w = tables.lookup.h, tables.lookup.w
         D, half = tables.rows.shape[1] // 2, tables.rows.shape[1] // 4
         phase = self.phase(relative_cell(cell, h, w)).view(B * Q, half)
-        batch_offset = (torch.arange(B, device=coord.device) * (h * w)).view(B, 1)
-        offsets, eps_shift = shifts(True)
+        code_rows, rel_coords = nearest_codes(tables.lookup, coord)
         inputs, areas = [], []
-        for vx, vy in offsets:
-            idx = nearest_rows(tables.lookup, shifted(coord, vx, vy, h, w, eps_shift))
-            rel_coord = relative(coord, tables.lookup.centres[idx], h, w)
-            row = tables.rows.index_select(0, (idx + batch_offset).view(-1))
-            rel = rel_coord.view(B * Q, 2, 1).to(row.dtype)
+        for k in range(code_rows.shape[1]):
+            rel_coord = rel_coords[:, k]
+            row = tables.rows.index_select(0, code_rows[:, k].reshape(-1))
+            rel = rel_coord.reshape(B * Q, 2, 1).to(row.dtype)
             angle = row[:, D:D + half] * rel[:, 0]
             angle = angle.add_(row[:, D + half:] * rel[:, 1]).add_(phase).mul_(math.pi)
             # In place only on fresh results, so that training can use this path too.

@@ -34,11 +34,13 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
-from inference import OFFICIAL_NORM, RenderOptions, Renderer, load_decoder  # noqa: E402
+from inference import RenderOptions, Renderer, load_decoder  # noqa: E402
 from inference.loading import check_decoder_spec  # noqa: E402
 from utils import PRECISIONS, make_coord, resolve_device  # noqa: E402
+from utils.cli import DEVICE, run_main  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
+from utils.normalization import OFFICIAL_NORM  # noqa: E402
 
 
 def timed(fn: Callable, repeats: int, device: torch.device):
@@ -137,20 +139,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--repeats', type=int, default=3, help='timed runs (default: 3)')
     parser.add_argument('--precision', choices=sorted(PRECISIONS), nargs='+', default=['fp32'],
                         help='precisions of the fast path to time (default: fp32)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
+    for names, spec in (DEVICE,):
+        parser.add_argument(*names, **spec)
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--compile', action='store_true',
                         help='also time each fast path under torch.compile (its compile time '
                              'is printed; the warm-up call compiles)')
     args = parser.parse_args(argv)
+    return run_main(lambda: bench(args))
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Prints the table."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        device = resolve_device(args.device)
-        loaded = [(source, load_model(source, device)) for source in args.model]
-    except (FileNotFoundError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    device = resolve_device(args.device)
+    loaded = [(source, load_model(source, device)) for source in args.model]
     torch.manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size, device=device)
 
@@ -176,7 +180,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     impl=impl, precision=precision, chunk_size=args.chunk_size,
                     compile=compiled))
                 scene = renderer.scene(image)  # the encoder is not timed
-                chunk = renderer.chunk_size(device)
+                chunk = scene.chunk_size
                 run = partial(scene.decode, coord, cell)
                 if not compiled:  # a compiled row does the work of the row before it
                     whole = counted_flops(lambda: renderer.scene(image).decode(coord, cell))

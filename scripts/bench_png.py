@@ -2,7 +2,7 @@
 
 The image: --input (default: the bundled sample) resized with PIL bicubic to --size, a smooth
 picture like an upscaler's output. Our writer gets it in the demo's bands of 65536 pixels
-(utils.image_writer.write_bands, compressed in threads); Pillow saves it whole with its
+(utils.image_io.write.write_bands, compressed in threads); Pillow saves it whole with its
 defaults (zlib level 6, adaptive filters). Runs alternate; prints each run's seconds and
 sizes, the medians, and whether both files read back identical to the pixels.
 
@@ -22,10 +22,10 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.image_writer import write_bands  # noqa: E402
+from utils.image_io.write import write_bands  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BAND_PIXELS = 65536  # the renderer's bands on a CPU (inference.renderer.BAND_QUERIES)
+BAND_PIXELS = 65536  # the memory plan's bands on a CPU (inference.plan.BAND_PIXELS)
 
 
 def size_arg(text: str):

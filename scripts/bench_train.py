@@ -36,12 +36,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 import models  # noqa: E402
-from inference import normalisers  # noqa: E402
+from utils.normalization import normalisers  # noqa: E402
 from training import (TrainStep, add_step_arguments, make_loader,  # noqa: E402
                       step_options_from_args)
+from inference.options import IMPL  # noqa: E402
 from utils import resolve_device  # noqa: E402
+from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES,  # noqa: E402
+                       num_workers, run_main)
 from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
-from utils.training import Distributed, make_optimizer  # noqa: E402
+from training import Distributed, make_optimizer  # noqa: E402
 
 # Training images of the official data sets, by the folder the configs name (for projecting
 # a recipe where the data set is not on this machine).
@@ -52,21 +55,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--config', required=True, help='training config (YAML)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--steps', type=int, default=10, help='timed steps (default: 10)')
     parser.add_argument('--warmup', type=int, default=2, help='untimed steps (default: 2)')
-    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
-                        help='query path (default: %(default)s)')
-    add_step_arguments(parser)  # as train_liif.py, with its 'auto' defaults
     parser.add_argument('--loader', type=int, default=0, metavar='N',
                         help="also time N batches of the config's data loader alone "
                              "(default: 0, off)")
-    parser.add_argument('--num-workers', type=int, default=None,
-                        help='loader processes (default: 4 on CUDA, 0 on CPU, as train_liif.py)')
-    parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
-                        help='folder that replaces ./load in the config (for --loader)')
-    parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
-                        help='config overrides, e.g. train_dataset.batch_size=4')
+    for names, spec in (DEVICE, IMPL, DATA_ROOT, NUM_WORKERS, OVERRIDES):  # the loader's data
+        parser.add_argument(*names, **spec)
+    add_step_arguments(parser)  # as train_liif.py, with its 'auto' defaults
     args = parser.parse_args(argv)
     for name in ('steps', 'warmup', 'loader'):
         if getattr(args, name) < (1 if name == 'steps' else 0):
@@ -110,19 +106,20 @@ def iterations_of_recipe(config: Dict[str, Any], data_root: Optional[str]) -> Op
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        config = apply_overrides(load_config(args.config), args.overrides)
-        device = resolve_device(args.device)
-        options, fused = step_options_from_args(args, device)
-        spec = require(config, 'train_dataset', args.config)
-        batch = random_batch(spec, device)
-        torch.manual_seed(0)
-        model = models.make(config['model']).to(device).train()
-        optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
-        step = TrainStep(model, optimizer, normalisers(config.get('data_norm'), device), options)
-    except (OSError, ValueError, KeyError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    return run_main(lambda: bench(args))
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Times the step (and the loader), prints the report."""
+    config = apply_overrides(load_config(args.config), args.overrides)
+    device = resolve_device(args.device)
+    options, fused = step_options_from_args(args, device)
+    spec = require(config, 'train_dataset', args.config)
+    batch = random_batch(spec, device)
+    torch.manual_seed(0)
+    model = models.make(config['model']).to(device).train()
+    optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
+    step = TrainStep(model, optimizer, normalisers(config.get('data_norm'), device), options)
     for _ in range(max(args.warmup, 1 if options.compile else 0)):
         step(batch)
     if device.type == 'cuda':
@@ -149,14 +146,9 @@ def main(argv: Optional[List[str]] = None) -> int:
           f'peak memory: {peak}')
     iteration = seconds
     if args.loader:
-        workers = args.num_workers if args.num_workers is not None else \
-            (4 if device.type == 'cuda' else 0)
-        try:
-            load = time_loader(reroot(config, args.data_root), args.config, args.loader,
-                               workers, device) / args.loader
-        except (OSError, ValueError, KeyError) as e:
-            print(f'error: {e}', file=sys.stderr)
-            return 2
+        workers = num_workers(args, device.type)
+        load = time_loader(reroot(config, args.data_root), args.config, args.loader,
+                           workers, device) / args.loader
         iteration = max(seconds, load)
         print(f'loader: {B / load:.1f} samples/s ({load:.4f} s a batch, {workers} workers); '
               f'{"keeps up with" if load <= seconds else "slower than"} the step; '

@@ -17,6 +17,9 @@ from typing import List, Optional
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import run_main  # noqa: E402
+
 
 def read_losses(path: str) -> np.ndarray:
     """The loss column of a run folder's (or a file's) losses.csv, in step order."""
@@ -51,11 +54,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--tail must be in (0, 1], got {args.tail}")
     if args.windows < 1:
         parser.error(f"--windows must be >= 1, got {args.windows}")
-    try:
-        curves = [read_losses(p) for p in args.runs]
-    except (OSError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
+    return run_main(lambda: compare(args))
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Prints the table; 1 if a tail mean is off by more than --max-diff."""
+    curves = [read_losses(p) for p in args.runs]
     n = min(len(c) for c in curves)
     if any(len(c) != n for c in curves):
         print(f'note: runs differ in length; comparing their first {n} steps', file=sys.stderr)

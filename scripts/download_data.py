@@ -30,6 +30,9 @@ from typing import Dict, List, NamedTuple, Optional
 
 from tqdm import tqdm
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import run_main  # noqa: E402
+
 DIV2K_URL = 'https://data.vision.ee.ethz.ch/cvl/DIV2K/'
 BENCHMARK_URL = 'https://cv.snu.ac.kr/research/EDSR/benchmark.tar'
 CHUNK = 1 << 20
@@ -171,14 +174,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='seconds before a silent connection is given up (default: 60)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         problems = fetch(args.only, args.root, args.timeout, args.quiet)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    return run_main(body)
 
 
 if __name__ == '__main__':

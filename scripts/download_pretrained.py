@@ -22,6 +22,9 @@ import urllib.request
 import zipfile
 from typing import List, Optional
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import run_main  # noqa: E402
+
 SHA256 = '1cf77e16f33ee17bd04049f497eaea1e06f25585dbb1919e4c7cd1d9d4d23d57'
 OFFICIAL_URLS = [
     'https://www.dropbox.com/s/6f402wcn4v83w2v/edsr-baseline-liif.pth?dl=1',
@@ -110,15 +113,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--timeout', type=float, default=20,
                         help='seconds per network attempt (default: %(default)s)')
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         print(fetch(args.out, args.local, args.timeout))
-    except ValueError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    except RuntimeError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
-    return 0
+        return 0
+    return run_main(body, statuses={RuntimeError: 1})  # 1: no source could be reached
 
 
 if __name__ == '__main__':

@@ -23,14 +23,16 @@ from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
-from inference import load_decoder, normalisers  # noqa: E402
+from inference import load_decoder  # noqa: E402
 from inference.cmsr import (DEFAULT_MSE, initial_table, load_tables, refine_table,  # noqa: E402
                             save_tables)
+from inference.options import IMPL  # noqa: E402
 from utils import resolve_device  # noqa: E402
-from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
+from utils.cli import DATA_ROOT, DEVICE, OVERRIDES, run_main  # noqa: E402
+from utils.config import read_config, require, test_schema  # noqa: E402
 from utils.coords import flat_batch  # noqa: E402
-from utils.errors import error_line  # noqa: E402
 from utils.metrics import eval_scale  # noqa: E402
+from utils.normalization import normalisers  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -47,13 +49,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--trained-scale', type=float, default=4,
                         help='the largest training scale: cells are multiplied by '
                              'max(scale / this, 1) (default: %(default)s)')
-    parser.add_argument('--data-root', default=os.environ.get('LIIF_DATA_ROOT'),
-                        help='folder that replaces ./load in config paths')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    parser.add_argument('--impl', choices=['fast', 'reference'], default='fast',
-                        help='query path (default: %(default)s)')
-    parser.add_argument('--set', dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
-                        help='config overrides')
+    for names, spec in (DATA_ROOT, DEVICE, IMPL, OVERRIDES):
+        parser.add_argument(*names, **spec)
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
 
@@ -64,7 +61,8 @@ def make(args: argparse.Namespace) -> Tuple[int, dict]:
         raise ValueError(f"--mse-threshold and --trained-scale must be positive, got "
                          f"{args.mse_threshold} and {args.trained_scale}")
     device = resolve_device(args.device)
-    config = reroot(apply_overrides(load_config(args.config), args.overrides), args.data_root)
+    config = read_config(args.config, args.overrides, test_schema(datasets.DATASETS),
+                         args.data_root)
     scale = eval_scale(config.get('eval_type'))
     if scale is None:
         raise ValueError(f"{args.config} has no eval_type ('benchmark-<s>' or 'div2k-<s>'): "
@@ -95,16 +93,12 @@ def make(args: argparse.Namespace) -> Tuple[int, dict]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> int:
         scale, table = make(args)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {error_line(e)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; the table file is unchanged", file=sys.stderr)
-        return 130
-    print(f"wrote {args.out}: x{scale} {table}")
-    return 0
+        print(f"wrote {args.out}: x{scale} {table}")
+        return 0
+    return run_main(body, 'interrupted; the table file is unchanged')
 
 
 if __name__ == '__main__':

@@ -18,9 +18,10 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import run_main  # noqa: E402
 from datasets.image_folder import list_images  # noqa: E402
-from utils.image_writer import write_image  # noqa: E402
-from utils.images import read_image  # noqa: E402
+from utils.image_io.write import write_image  # noqa: E402
+from utils.image_io.read import read_image  # noqa: E402
 from utils.matlab_resize import imresize_down, modcrop  # noqa: E402
 
 
@@ -56,19 +57,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--overwrite', action='store_true', help='replace existing LR files')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    if any(s < 2 for s in args.scales):
-        print(f"error: scales must be integers >= 2, got {args.scales}", file=sys.stderr)
-        return 2
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        print(f"error: --out {args.out} is a file, not a folder", file=sys.stderr)
-        return 2
-    try:
+
+    def body() -> int:
+        if any(s < 2 for s in args.scales):
+            raise ValueError(f"scales must be integers >= 2, got {args.scales}")
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} is a file, not a folder")
         n = make_lr(args.hr, args.out, args.scales, args.overwrite, args.quiet)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {n} LR images under {args.out}")
-    return 0
+        print(f"wrote {n} LR images under {args.out}")
+        return 0
+    return run_main(body, 'interrupted; the LR files written so far are complete')
 
 
 if __name__ == '__main__':

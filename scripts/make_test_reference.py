@@ -22,6 +22,9 @@ from typing import List, Optional
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import run_main  # noqa: E402
+
 SEED = 0
 
 
@@ -80,15 +83,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--channels', type=int, default=8,
                         help='encoder output channels kept (default: %(default)s)')
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.shared):
-        print(f'error: reference folder not found: {args.shared}', file=sys.stderr)
-        return 2
-    if args.queries < 1 or args.channels < 1:
-        print('error: --queries and --channels must be >= 1', file=sys.stderr)
-        return 2
-    size = make(args.shared, args.out, args.queries, args.channels)
-    print(f'wrote {args.out} ({size / 2 ** 20:.2f} MB)')
-    return 0
+
+    def body() -> int:
+        if not os.path.isdir(args.shared):
+            raise FileNotFoundError(f'reference folder not found: {args.shared}')
+        if args.queries < 1 or args.channels < 1:
+            raise ValueError('--queries and --channels must be >= 1')
+        size = make(args.shared, args.out, args.queries, args.channels)
+        print(f'wrote {args.out} ({size / 2 ** 20:.2f} MB)')
+        return 0
+    return run_main(body)
 
 
 if __name__ == '__main__':

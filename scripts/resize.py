@@ -19,6 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import run_main  # noqa: E402
 from datasets.image_folder import list_images  # noqa: E402
 from utils.files import atomic_path  # noqa: E402
 
@@ -59,19 +60,18 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help='images (in sorted order) in the train split (default: 29000)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    if any(s < 1 for s in args.sizes):
-        print(f"error: sizes must be positive, got {args.sizes}", file=sys.stderr)
-        return 2
-    try:
+
+    def body() -> int:
+        if any(s < 1 for s in args.sizes):
+            raise ValueError(f"sizes must be positive, got {args.sizes}")
         names = resize_folder(args.src, args.out, args.sizes, args.quiet)
-    except (FileNotFoundError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.split_json:
-        with open(args.split_json, 'w') as f:
-            json.dump({'train': names[:args.train_count], 'val': names[args.train_count:]}, f)
-    print(f"wrote {len(names)} images at sizes {args.sizes} under {args.out}")
-    return 0
+        if args.split_json:
+            with open(args.split_json, 'w') as f:
+                json.dump({'train': names[:args.train_count],
+                           'val': names[args.train_count:]}, f)
+        print(f"wrote {len(names)} images at sizes {args.sizes} under {args.out}")
+        return 0
+    return run_main(body)
 
 
 if __name__ == '__main__':

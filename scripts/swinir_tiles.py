@@ -20,7 +20,7 @@ from inference import load_decoder, render_bands  # noqa: E402
 from inference.renderer import band_coords  # noqa: E402
 from inference.tiling import encode_tiled  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.images import read_image  # noqa: E402
+from utils.image_io.read import read_image  # noqa: E402
 
 
 def main() -> None:

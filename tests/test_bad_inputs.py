@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conftest import shared_path  # noqa: E402
+from conftest import REPO, shared_path  # noqa: E402
 
 
 class Case(NamedTuple):
@@ -436,7 +436,8 @@ def error_lines():
             finally:
                 os.chdir(here)
             line = err.getvalue().strip().replace(tmp + os.sep, 'T/').replace(tmp, 'T')
-            yield case, f'{line} (exit {code})'
+            shared = os.path.join(os.path.dirname(os.path.abspath(REPO)), 'shared')
+            yield case, f"{line.replace(shared, '../shared')} (exit {code})"
 
 
 if __name__ == '__main__':

@@ -1,4 +1,4 @@
-"""Band-wise encoding (inference.bands) and memory plans (inference.memory) against the
+"""Band-wise encoding (inference.bands) and memory plans (inference.plan) against the
 whole-image run."""
 import pytest
 import torch
@@ -6,7 +6,9 @@ import torch
 import models
 from conftest import render_normalised, shared_path
 from inference.bands import needed_rows, sub_grid_queries
-from inference.memory import Costs, measure_costs, peak_bytes, plan_memory
+from inference import RenderOptions
+from inference.costs import Costs, measure_costs, peak_bytes
+from inference.plan import fit, make_plan
 from inference.tiling import encode_tiled, tiling_geometry
 from utils import load_checkpoint, make_coord
 
@@ -37,6 +39,44 @@ def test_bands_of_latent_rows_give_the_whole_grid_output(checkpoint, impl):
         whole = render(model, inp, size, impl=impl)
         banded = render(model, inp, size, impl=impl, encoder_tile=tile, band_rows=band_rows)
         assert (banded - whole).abs().max().item() < BAND_TOLERANCE, (size, tile)
+
+
+def band_queries(H, W, a, b, h):
+    """The output rows of an H x W grid whose queries read only latent rows [a, b) of h."""
+    coord = make_coord((H, W)).unsqueeze(0)
+    rows = [r for r in range(H) if needed_rows(coord[:, r * W:(r + 1) * W], h, 3)[0] >= a
+            and needed_rows(coord[:, r * W:(r + 1) * W], h, 3)[1] <= b]
+    coord = coord.view(1, H, W, 2)[:, rows].reshape(1, -1, 2)
+    return coord, torch.tensor([2 / H, 2 / W]).expand_as(coord)
+
+
+def test_fast_paths_decode_a_band_of_features_bit_for_bit_as_the_whole_grid():
+    """LIIF's and LTE's fast paths take a band of the latent grid in the whole image's frame
+    (`decoder(feat, 'fast', rows=(a, h))`): given the whole grid's features for rows [a, b),
+    a band's queries decode exactly as from the whole grid, not only within float rounding.
+    (Features made from a band's own codes can differ in the last bit where the convolution
+    library picks another kernel for the smaller shape.)"""
+    from models.liif import ProjectedFeat
+    from models.ensemble import make_lookup
+    torch.manual_seed(0)
+    inp = torch.rand(1, 3, 31, 19) * 2 - 1
+    h, a, b = 31, 9, 20
+    coord, cell = band_queries(97, 45, a, b, h)
+    assert coord.shape[1] > 0
+    liif = load('pretrained', 'edsr-baseline-liif.pth')
+    lte = load('reference', 'platform', 'tiny_lte.pth')
+    with torch.no_grad():
+        proj = liif.project(liif.encode(inp))
+        band = ProjectedFeat(proj.rows.view(1, h, 19, -1)[:, a:b].reshape(1, -1, proj.rows.shape[-1]),
+                             make_lookup(h, 19, inp.device, a, b - a), None)
+        assert torch.equal(liif.query_projected(band, coord, cell),
+                           liif.query_projected(proj, coord, cell))
+        feat = lte.encode(inp)
+        sliced = type(feat)(feat.coef[..., a:b, :], feat.freq[..., a:b, :], feat.inp)
+        assert torch.equal(lte.decoder(sliced, 'fast', rows=(a, h))(coord, cell),
+                           lte.decoder(feat, 'fast')(coord, cell))
+    with pytest.raises(ValueError, match='decodes bands in their own frame'):
+        lte.decoder(sliced, 'reference', rows=(a, h))
 
 
 def test_bicubic_and_srno_keep_their_output_with_bands():
@@ -101,18 +141,45 @@ def test_measured_costs_match_the_architecture():
 
 def test_plans_fit_their_budget_and_keep_small_images_whole():
     model = load('pretrained', 'edsr-baseline-liif.pth')
-    costs = Costs(encoder_per_pixel=1024, code=256, feature_per_code=3072, per_query=4096)
-    small = plan_memory(model, (64, 64), 1 << 30, 65536, costs)
-    assert small.encoder_tile is None and small.band_rows is None
-    for budget in (500 << 20, 1 << 30):
-        plan = plan_memory(model, (3456, 4608), budget, 65536, costs)
-        assert plan.encoder_tile is not None and plan.band_rows is not None
-        assert plan.estimate <= budget
-    grid = plan_memory(model, (1000, 1000), 4 << 30, 65536, costs, bands=False)
-    assert grid.band_rows is None and grid.estimate <= 4 << 30
+    costs = Costs(encoder_per_pixel=1024, code=256, feature_per_code=3072, per_query=4096,
+                  weights=6 << 20)
+    cpu, opts = torch.device('cpu'), RenderOptions()
+
+    def plan(size, budget, output=None, held=0, strict=True):
+        return fit(model, size, output, opts, cpu, costs, budget, held, strict)
+    small = plan((64, 64), 1 << 30, (256, 256))
+    assert small.encoder_tile is None and small.band_rows is None and small.chunk_size == 4096
+    for budget in (1 << 30, 2 << 30):  # the normalised input alone is 382 MB
+        tiled = plan((3456, 4608), budget, (6912, 9216), held=100 << 20)
+        assert tiled.encoder_tile is not None and tiled.band_rows is not None
+        assert tiled.estimate <= budget and tiled.output_rows >= 1
+    grid = plan((1000, 1000), 4 << 30)
+    assert grid.band_rows is None and grid.estimate <= 4 << 30 and grid.output_rows == 0
     with pytest.raises(ValueError, match=r"a memory budget of 1\.0 MB is too small for this "
-                                         r"model on a 3456x4608 input: it needs at least"):
-        plan_memory(model, (3456, 4608), 1 << 20, 65536, costs)
+                                         r"model on a 4608x3456 input: it needs at least"):
+        plan((3456, 4608), 1 << 20, (6912, 9216))
+    # A default budget (not strict) takes the smallest tiles rather than refusing.
+    assert plan((3456, 4608), 1 << 20, (6912, 9216), strict=False).encoder_tile == (16, 16)
+
+
+def test_what_the_caller_holds_counts_in_the_budget():
+    """The same image and budget: the more the caller holds (its decoded image, an output
+    encoded from memory), the smaller the tiles; small images under a large budget skip the
+    probe."""
+    model = load('pretrained', 'edsr-baseline-liif.pth')
+    costs = Costs(1024, 256, 2304, 4096, 6 << 20)
+    opts = RenderOptions(max_memory=600 << 20)
+
+    def area(held):
+        plan = make_plan(model, (1728, 2304), torch.device('cpu'), opts, lambda: costs,
+                         (3456, 4608), held)
+        assert plan.estimate <= 600 << 20
+        return plan.encoder_tile[0] * plan.encoder_tile[1]
+    assert area(150 << 20) < area(0)
+    probed = []
+    make_plan(model, (16, 16), torch.device('cpu'), RenderOptions(max_memory=8 << 30),
+              lambda: probed.append(1) or costs, (64, 64), 0)
+    assert not probed
 
 
 def test_bands_under_bf16_keep_the_encoder_in_float32():

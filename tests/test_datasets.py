@@ -12,7 +12,7 @@ from torchvision import transforms
 import datasets
 from conftest import shared_path
 from datasets.image_folder import pair_names
-from datasets.image_io import resize_bicubic
+from datasets.sampling import resize_bicubic
 
 
 def write_png(path, h, w, seed=0, mode='RGB'):

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from inference import predict
+from models.decoder import decode_in_chunks
 from conftest import shared_params
 from test_models import VECTOR_TOLERANCE, load_case, vector_cases
 from utils import autocast
@@ -18,7 +18,7 @@ def test_fast_path_matches_reference_path_and_official_outputs(case):
         reference = model.query(feat, d['coord'], d['cell'])
         # Chunks smaller than the fast path's own blocks and larger ones give the same result.
         for chunk in (1000, 10 ** 6):
-            fast = predict(model, feat, d['coord'], d['cell'], chunk, impl='fast')
+            fast = decode_in_chunks(model.decoder(feat, 'fast'), d['coord'], d['cell'], chunk)
             assert (fast - reference).abs().max().item() < FAST_TOLERANCE
             assert (fast - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
@@ -36,7 +36,7 @@ def test_bf16_fast_path_stays_close_to_reference():
     with torch.no_grad():
         feat = model.encode(d['inp'])
         with autocast(torch.device('cpu'), 'bf16'):
-            low = predict(model, feat, d['coord'], d['cell'], 30000, impl='fast')
+            low = decode_in_chunks(model.decoder(feat, 'fast'), d['coord'], d['cell'], 30000)
     assert low.dtype in (torch.float32, torch.bfloat16)
     # bf16 keeps about 3 significant digits; the official output is in [-1, 1].
     assert (low.float() - d['pred']).abs().max().item() < 0.05
@@ -46,7 +46,6 @@ def test_bf16_fast_path_stays_close_to_reference():
 def test_unknown_impl_and_precision_are_errors():
     model, d = load_case('tiny_liif')
     with pytest.raises(ValueError, match="unknown impl 'faster'"):
-        predict(model, model.encode(d['inp']), d['coord'], d['cell'], None,
-                impl='faster')
+        model.decoder(model.encode(d['inp']), 'faster')
     with pytest.raises(ValueError, match="unknown precision 'int8'"):
         autocast(torch.device('cpu'), 'int8')

@@ -16,11 +16,11 @@ from PIL import Image, ImageOps
 import demo
 import models
 from conftest import REPO, shared_path
-from datasets.image_io import read_rgb
+from datasets.image_folder import read_rgb
 from inference import render_bands
 from scripts import make_lr
 from utils import load_checkpoint
-from utils.images import image_size, read_image
+from utils.image_io.read import image_size, read_image
 
 
 def tiny():

@@ -11,7 +11,8 @@ import yaml
 import models
 import test as test_script
 from conftest import LOCAL_REFERENCE, load_json, shared_params, shared_path, vector_device
-from inference import OFFICIAL_NORM, RenderOptions, Renderer
+from inference import RenderOptions, Renderer
+from utils.normalization import OFFICIAL_NORM
 from inference.cmsr import load_tables
 from test_models import assert_builds_layout
 from test_platform import assert_fast_path_has_reference_gradients

@@ -6,7 +6,7 @@ import torch
 
 import models
 from conftest import load_json, shared_params, shared_path, vector_device
-from inference import predict
+from models.decoder import decode_in_chunks
 from utils import load_checkpoint
 
 VECTOR_TOLERANCE = 1e-5
@@ -55,7 +55,7 @@ def test_official_two_step_api_and_chunked_query_match_forward(case):
         model.gen_feat(d['inp'])
         two_step = model.query_rgb(d['coord'], d['cell'])
         feat = model.encode(d['inp'])
-        chunked = predict(model, feat, d['coord'], d['cell'], chunk_size=777, impl='reference')
+        chunked = decode_in_chunks(model.decoder(feat, 'reference'), d['coord'], d['cell'], 777)
     assert (two_step - d['pred']).abs().max().item() < VECTOR_TOLERANCE
     assert (chunked - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 

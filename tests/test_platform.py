@@ -8,7 +8,7 @@ import torch
 import models
 import test as test_script
 from conftest import load_json, shared_params, shared_path, vector_device
-from inference import predict
+from models.decoder import decode_in_chunks
 from test_models import assert_builds_layout
 from utils import load_checkpoint
 from utils.coords import grid_to_flat
@@ -65,7 +65,8 @@ def test_flat_queries_in_chunks_of_rows_equal_the_official_grid_calls(name):
     coord, cell = grid_to_flat(d['coord'], d['cell'])
     with torch.no_grad():
         # SRNO's official eval_bsize 20 is 20 rows; lte-fast's queries are independent.
-        flat = predict(model, model.encode(d['inp']), coord, cell, 20 * W, impl='fast')
+        decode = model.decoder(model.encode(d['inp']), 'fast')
+        flat = decode_in_chunks(decode, coord, cell, 20 * W)
     out = flat.view(1, H, W, 3).permute(0, 3, 1, 2)
     assert (out - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
@@ -78,7 +79,7 @@ def test_lte_fast_path_matches_reference_and_official(name):
         feat = model.encode(d['inp'])
         reference = model.query(feat, d['coord'], d['cell'])
         for chunk in (777, None):
-            fast = predict(model, feat, d['coord'], d['cell'], chunk, impl='fast')
+            fast = decode_in_chunks(model.decoder(feat, 'fast'), d['coord'], d['cell'], chunk)
             assert (fast - reference).abs().max().item() < FAST_TOLERANCE
             assert (fast - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
@@ -86,7 +87,8 @@ def test_lte_fast_path_matches_reference_and_official(name):
 def test_swinir_liif_fast_path_matches_official():
     model, d = load_case('tiny_swinir_liif')
     with torch.no_grad():
-        fast = predict(model, model.encode(d['inp']), d['coord'], d['cell'], 500, impl='fast')
+        decode = model.decoder(model.encode(d['inp']), 'fast')
+        fast = decode_in_chunks(decode, d['coord'], d['cell'], 500)
     assert (fast - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
 
@@ -197,7 +199,7 @@ def test_swinir_input_smaller_than_its_padding_is_refused():
 
 
 def test_window_protocol_refuses_inputs_too_small_to_mirror(capsys, tmp_path):
-    from inference import pad_to_window
+    from inference.window import pad_to_window
     with pytest.raises(ValueError, match=r"window 8: a 3x20 input cannot be mirror-padded to "
                                          r"8x24"):
         pad_to_window(torch.zeros(1, 3, 3, 20), 8)

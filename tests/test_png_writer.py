@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from utils.image_writer import write_bands
-from utils.png_writer import PNGWriter, _zlib_header, adler32_combine, write_png
+from utils.image_io.write import write_bands
+from utils.image_io.write import PNGWriter, _zlib_header, adler32_combine, write_png
 
 
 def read_pypng(data: bytes, planes: int) -> np.ndarray:

@@ -1,15 +1,16 @@
-"""The one renderer: chunk policy per device and path, data_norm from the checkpoint,
-torch.compile, all against the official outputs."""
+"""The one renderer: the plan's queries per call per device and path, data_norm from the
+checkpoint, torch.compile, all against the official outputs."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 import demo
-from inference import (IDENTITY_NORM, OFFICIAL_NORM, RenderOptions, Renderer, chunk_policy,
-                       load_decoder_and_norm, norm_of_checkpoint)
-from inference.chunks import CPU_REFERENCE_CHUNK, GPU_MAX_CHUNK, CompiledDecoder
-from inference.memory import Costs
+from inference import RenderOptions, Renderer, load_decoder_and_norm
+from inference.compile import CompiledDecoder
+from inference.plan import CALL_SHARE, CPU_REFERENCE_CHUNK, GPU_MAX_CHUNK, queries_per_call
+from utils import make_coord
+from utils.normalization import IDENTITY_NORM, OFFICIAL_NORM, norm_of_checkpoint
 from models.liif import FAST_CHUNK_SIZE
 from test_models import VECTOR_TOLERANCE, checkpoint_of, load_case
 from utils import load_checkpoint
@@ -22,40 +23,64 @@ def official_image(pred: torch.Tensor) -> torch.Tensor:
     return (pred * 0.5 + 0.5).clamp(0, 1)
 
 
-def test_cpu_policy_is_cache_sized_for_the_fast_path_and_official_for_the_reference():
+def test_cpu_chunks_are_cache_sized_for_the_fast_path_and_official_for_the_reference():
     liif, _ = load_case('tiny_liif')
     metasr, _ = load_case('tiny_metasr')
-    assert chunk_policy(liif, 'fast', CPU) == FAST_CHUNK_SIZE == 4096
-    assert chunk_policy(liif, 'reference', CPU) == CPU_REFERENCE_CHUNK == 30000
-    assert chunk_policy(metasr, 'fast', CPU) == CPU_REFERENCE_CHUNK  # no fast path of its own
+
+    def chunk(model, impl):
+        return queries_per_call(model, RenderOptions(impl=impl), CPU, 1 << 30, None)
+    assert chunk(liif, 'fast') == FAST_CHUNK_SIZE == 4096
+    assert chunk(liif, 'reference') == CPU_REFERENCE_CHUNK == 30000
+    assert chunk(metasr, 'fast') == CPU_REFERENCE_CHUNK  # no fast path of its own
 
 
-def test_gpu_policy_takes_the_largest_chunk_the_budget_allows():
+def test_a_call_takes_at_most_its_share_of_the_budget_on_any_device():
     liif, _ = load_case('tiny_liif')
+    opts = RenderOptions()
     # A simulated GPU: 3000 bytes per query; a quarter of the budget for one call.
-    assert chunk_policy(liif, 'fast', CUDA, 3000, 1 << 30) == (1 << 30) // 4 // 3000
-    assert chunk_policy(liif, 'fast', CUDA, 3000, 1 << 40) == GPU_MAX_CHUNK
-    assert chunk_policy(liif, 'fast', CUDA, 10 ** 9, 1 << 20) == 1
-    with pytest.raises(ValueError, match='bytes per query'):
-        chunk_policy(liif, 'fast', CUDA)
+    assert queries_per_call(liif, opts, CUDA, 1 << 30, 3000) == (1 << 30) // CALL_SHARE // 3000
+    assert queries_per_call(liif, opts, CUDA, 1 << 40, 3000) == GPU_MAX_CHUNK
+    assert queries_per_call(liif, opts, CUDA, 1 << 20, 10 ** 9) == 1
+    # On a CPU the cache-sized chunk, unless a small budget holds fewer queries per call.
+    assert queries_per_call(liif, opts, CPU, 1 << 30, 3000) == 4096
+    assert queries_per_call(liif, opts, CPU, 4 << 20, 3000) == (4 << 20) // CALL_SHARE // 3000
+    capped = RenderOptions(chunk_size=1000)
+    assert queries_per_call(liif, capped, CPU, 1 << 30, 3000) == 1000
+    assert queries_per_call(liif, capped, CUDA, 1 << 30, 3000) == 1000
 
 
-def test_renderer_chunks_follow_the_device_capped_by_the_options():
+def test_the_plans_queries_per_call_are_what_the_decoder_runs(monkeypatch):
+    """Renders under a small budget: the plan's chunk is below the CPU's 4096, and the
+    model's decoder gets calls of that many queries (the last one fewer) in a scene, and of
+    at most that many in the plan's bands of output rows."""
     liif, _ = load_case('tiny_liif')
-    renderer = Renderer(liif, OFFICIAL_NORM, RenderOptions(max_memory=1 << 30))
-    renderer._costs = Costs(0, 0, 0, 2048)  # as measured on a GPU
-    assert renderer.chunk_size(CPU) == 4096
-    assert renderer.chunk_size(CUDA) == (1 << 30) // 4 // 2048
-    capped = renderer.with_options(chunk_size=1000)
-    capped._costs = renderer._costs
-    assert capped.chunk_size(CPU) == capped.chunk_size(CUDA) == 1000
+    renderer = Renderer(liif, OFFICIAL_NORM, RenderOptions(max_memory=3 << 20))
+    image = torch.rand(1, 3, 40, 48)
+    calls = []
+    decoder = liif.decoder
+
+    def counting(feat, impl='reference'):
+        decode = decoder(feat, impl)
+        return lambda coord, cell: calls.append(coord.shape[1]) or decode(coord, cell)
+    monkeypatch.setattr(liif, 'decoder', counting)
+    plan = renderer.plan((40, 48), CPU)
+    assert plan.chunk_size < 4096
+    calls.clear()  # the plan's probe
+    coord = make_coord((160, 192)).unsqueeze(0)
+    renderer.scene(image, plan).decode(coord, torch.full_like(coord, 2 / 160))
+    assert set(calls[:-1]) == {plan.chunk_size} and calls[-1] <= plan.chunk_size
+    plan = renderer.plan((40, 48), CPU, (160, 192))
+    calls.clear()
+    bands = [band.shape[0] for _, band in renderer.bands(image, (160, 192), plan)]
+    assert sum(bands) == 160 and max(bands) == plan.output_rows
+    assert max(calls) == min(plan.chunk_size, plan.output_rows * 192)
 
 
 def test_whole_grid_models_take_only_the_protocols_chunks():
     srno, _ = load_case_platform('tiny_srno')
-    assert chunk_policy(srno, 'fast', CPU) is None
-    assert Renderer(srno, OFFICIAL_NORM).chunk_size(CPU) is None
-    assert Renderer(srno, OFFICIAL_NORM, RenderOptions(chunk_size=77)).chunk_size(CPU) == 77
+    assert queries_per_call(srno, RenderOptions(), CPU, 1 << 30, 3000) is None
+    assert queries_per_call(srno, RenderOptions(chunk_size=77), CPU, 1 << 30, 3000) == 77
+    assert Renderer(srno, OFFICIAL_NORM).plan((8, 8), CPU).chunk_size is None
 
 
 def load_case_platform(case: str):

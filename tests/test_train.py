@@ -21,8 +21,8 @@ import train_liif
 import training
 from conftest import REPO
 from utils import load_checkpoint
-from inference import IDENTITY_NORM, normalisers
-from utils.training import make_optimizer
+from training import make_optimizer
+from utils.normalization import IDENTITY_NORM, normalisers
 
 TINY_MODEL = {'name': 'liif', 'args': {
     'encoder_spec': {'name': 'edsr-baseline',
@@ -255,7 +255,7 @@ def test_warmup_schedule_follows_the_official_srno_schedulers():
     """lr per epoch of SRNO's GradualWarmupScheduler(multiplier 10, total_epoch 5) followed by
     CosineAnnealingLR(T_max = 30 - 5), stepped with the epoch number after each epoch (values
     from the official classes, lr 4e-5)."""
-    from utils.training import make_scheduler
+    from training import make_scheduler
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.Adam([param], lr=4e-5)
     scheduler = make_scheduler({'epoch_max': 30, 'warmup_step_lr': {

@@ -14,10 +14,10 @@ import torch
 import models
 import training
 from conftest import shared_path, vector_device
-from inference import normalisers
+from utils.normalization import normalisers
 from test_train import TINY_MODEL, fixed_batch, tiny, train  # noqa: F401 (tiny: a fixture)
 from utils import load_checkpoint
-from utils.training import make_optimizer
+from training import make_optimizer
 
 CPU = torch.device('cpu')
 SPEEDUPS = ['--amp', '--compile', 'on', '--fused-optimizer', 'on', '--channels-last', 'on']

@@ -128,15 +128,15 @@ def test_every_shipped_config_fits_its_schema():
     import datasets
     import models
     from conftest import REPO
-    from utils.config import load_config
-    from utils.config_schema import test_schema, train_schema
+    from training import OPTIMIZERS
+    from utils.config import load_config, test_schema, train_schema
     from utils.schema import check_config
     paths = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.yaml'), recursive=True))
     assert len(paths) > 40
     for path in paths:
         config = load_config(path)
         schema = test_schema(datasets.DATASETS) if 'test_dataset' in config else \
-            train_schema(models.MODELS, datasets.DATASETS)
+            train_schema(models.MODELS, datasets.DATASETS, OPTIMIZERS)
         check_config(config, schema, path)
 
 

@@ -1,7 +1,9 @@
-"""Training: one step (training.step: the objective and its speed-ups), the loader builder and
-one epoch (training.loop), the per-step loss log (training.loss_log); train_liif.py is the
-command that parses a config, builds the run and calls them."""
-from .loop import LOG_EVERY, Diverged, EpochStats, check_finite_losses, make_loader, train_epoch
-from .loss_log import append_losses_csv, start_losses_csv
+"""Training: one step (training.step: the objective and its speed-ups), its processes, data
+loaders and one epoch (training.loop), the optimizer and schedule (training.optim), the run
+folder and its checkpoints (training.checkpoints); train_liif.py is the
+command that reads a config, builds the run and calls them."""
+from .loop import (LOG_EVERY, Diverged, Distributed, EpochStats, check_finite_losses,
+                   make_loader, mean_over_ranks, train_epoch, unwrap, worker_init_fn)
+from .optim import OPTIMIZERS, make_optimizer, make_scheduler
 from .step import (COMPILE_CHOICES, StepOptions, TrainStep, add_step_arguments, l1_objective,
-                   precision_of, resolve_step_options, step_options_from_args)
+                   resolve_step_options, step_options_from_args)

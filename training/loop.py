@@ -1,23 +1,73 @@
-"""The training loop of train_liif.py: the loader builder, one optimisation step and one
-epoch, where they can be read, changed and timed (scripts/bench_train.py).
+"""The training loop of train_liif.py: its processes (one, or a torchrun launch), the data
+loaders, and one epoch of steps, where they can be read, changed and timed
+(scripts/bench_train.py).
 
 An epoch keeps its losses on the device and reads them (a host-device synchronisation on a
 GPU) only every LOG_EVERY steps, for the progress bar, and once at its end; it times how long
 the step waits for the data loader.
 """
+import os
+import random
 import time
-from typing import Any, Dict, NamedTuple
+from typing import Any, Dict, NamedTuple, Optional
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 import datasets
 from utils.config import require
-from utils.training import Distributed, worker_init_fn
 from .step import TrainStep
 
 LOG_EVERY = 50  # steps between reads of the loss for the progress bar
+
+
+class Distributed:
+    """The process's place in a torchrun launch (world size 1 without torchrun)."""
+
+    def __init__(self):
+        self.world_size = int(os.environ.get('WORLD_SIZE', 1))
+        self.rank = int(os.environ.get('RANK', 0))
+        self.local_rank = int(os.environ.get('LOCAL_RANK', 0))
+        self.enabled = self.world_size > 1
+        self.is_main = self.rank == 0
+
+    def init(self, device: torch.device) -> None:
+        if self.enabled:
+            dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DistributedDataParallel, or the model itself."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def mean_over_ranks(value: float, n: float, device: torch.device,
+                    distributed: Optional[Distributed]) -> float:
+    """Weighted mean of a per-rank average across ranks."""
+    if distributed is None or not distributed.enabled:
+        return value
+    t = torch.tensor([value * n, n], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return (t[0] / t[1]).item()
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """Gives each DataLoader worker its own Python/NumPy streams, derived from torch's seed."""
+    seed = torch.initial_seed() % 2 ** 32
+    random.seed(seed)
+    np.random.seed(seed)
 
 
 class EpochStats(NamedTuple):
@@ -40,11 +90,15 @@ class EpochStats(NamedTuple):
 
 
 def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Distributed,
-                num_workers: int, device: torch.device, seed: int) -> DataLoader:
+                num_workers: Optional[int], device: torch.device, seed: int) -> DataLoader:
     """The DataLoader of a config's train_dataset or val_dataset spec; under DDP the training
-    batch is split across the processes. Workers are made anew each epoch (not persistent):
-    their seeds then come from the main process's RNG, which a resumed run restores, so that
-    resuming stays exact."""
+    batch is split across the processes. num_workers None: 4 on CUDA, 0 on the CPU. Workers
+    are made anew each epoch (not persistent): their seeds then come from the main process's
+    RNG, which a resumed run restores, so that resuming stays exact."""
+    if num_workers is None:
+        num_workers = 4 if device.type == 'cuda' else 0
+    if num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {num_workers}")
     dataset = datasets.make(require(spec, 'dataset', source))
     dataset = datasets.make(require(spec, 'wrapper', source), args={'dataset': dataset})
     batch_size = require(spec, 'batch_size', source)

@@ -23,12 +23,12 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from models import check_impl
 from utils.coords import flat_batch
 from utils.devices import PRECISIONS, check_precision
 
 logger = logging.getLogger(__name__)
 
-IMPLS = ('fast', 'reference')
 COMPILE_CHOICES = ('auto', 'off', 'on', 'graphs')
 
 
@@ -49,8 +49,7 @@ class StepOptions:
     channels_last: bool = False
 
     def __post_init__(self):
-        if self.impl not in IMPLS:
-            raise ValueError(f"unknown impl '{self.impl}'; expected one of {', '.join(IMPLS)}")
+        check_impl(self.impl)
         check_precision(self.precision)
         if self.cuda_graphs and not self.compile:
             raise ValueError("cuda_graphs needs compile (CUDA graphs are captured by "
@@ -80,19 +79,16 @@ def step_options_from_args(args: argparse.Namespace, device: torch.device,
                            distributed: bool = False) -> Tuple[StepOptions, bool]:
     """(the step's options, whether the optimizer is fused) from add_step_arguments' flags and
     args.impl, 'auto' resolved for `device`; ValueError for what it cannot run."""
+    if args.amp and args.precision not in (None, 'bf16'):
+        raise ValueError(f"--amp is --precision bf16; it contradicts --precision "
+                         f"{args.precision}")
+    precision = 'bf16' if args.amp else args.precision or 'fp32'
     options = resolve_step_options(
-        device, args.impl, precision_of(args.precision, args.amp), args.compile,
+        device, args.impl, precision, args.compile,
         None if args.channels_last == 'auto' else args.channels_last == 'on', distributed)
     fused = args.fused_optimizer == 'on' or (args.fused_optimizer == 'auto' and
                                               device.type == 'cuda')
     return options, fused
-
-
-def precision_of(precision: Optional[str], amp: bool) -> str:
-    """The precision of the --precision flag and its shorthand --amp (bf16); None: fp32."""
-    if amp and precision not in (None, 'bf16'):
-        raise ValueError(f"--amp is --precision bf16; it contradicts --precision {precision}")
-    return 'bf16' if amp else precision or 'fp32'
 
 
 def resolve_step_options(device: torch.device, impl: str = 'fast', precision: str = 'fp32',

@@ -47,10 +47,6 @@ def round_to(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.floor(np.clip(x, 0, np.iinfo(dtype).max) + 0.5).astype(dtype)
 
 
-def round_uint8(x: np.ndarray) -> np.ndarray:
-    return round_to(x, np.dtype(np.uint8))
-
-
 def imresize_down(img: np.ndarray, s: int) -> np.ndarray:
     """MATLAB imresize(img, 1/s, 'bicubic') of an (H, W, C) uint8 or uint16 image whose H and
     W are multiples of s (modcrop first). Returns (H/s, W/s, C) of the same type."""

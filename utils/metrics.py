@@ -72,18 +72,3 @@ def eval_scale(eval_type: Optional[str]) -> Optional[int]:
         return None
     make_metric(eval_type)  # names a malformed eval_type
     return int(EVAL_TYPE_PATTERN.match(str(eval_type)).group(2))
-
-
-class Averager:
-    """Running weighted mean, e.g. of per-image PSNRs."""
-
-    def __init__(self):
-        self.n = 0.0
-        self.total = 0.0
-
-    def add(self, value: float, n: float = 1.0) -> None:
-        self.total += value * n
-        self.n += n
-
-    def item(self) -> float:
-        return self.total / self.n if self.n else float('nan')

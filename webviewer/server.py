@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from utils.image_writer import write_image
+from utils.image_io.write import write_image
 from .tiles import (MAX_REGION_PIXELS, MAX_SCALE, TILE, Pane, TileCache, level_size,
                     png_bytes, region_pixels, region_psnr, tile_pixels)
 
@@ -164,167 +164,174 @@ def host_allowed(header: Optional[str], names: Optional[set], port: int) -> bool
         return name in {'localhost', socket.gethostname().lower(), socket.getfqdn().lower()}
 
 
-def make_handler(viewer: Viewer, names: Optional[set], port: int):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = 'liif-viewer'
-        timeout = CONNECTION_TIMEOUT
+class Handler(BaseHTTPRequestHandler):
+    """The viewer's requests; `make_handler` gives it the viewer it serves, the names its Host
+    header may give (None: any, see allowed_host_names) and its port."""
+    viewer: Viewer
+    names: Optional[set]
+    port: int
+    server_version = 'liif-viewer'
+    timeout = CONNECTION_TIMEOUT
 
-        def log_message(self, format, *args):  # quiet: the page asks for many tiles
-            pass
+    def log_message(self, format, *args):  # quiet: the page asks for many tiles
+        pass
 
-        def send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header('Content-Type', content_type)
-            self.send_header('Content-Length', str(len(body)))
-            self.send_header('Cache-Control', 'no-store')
-            self.end_headers()
-            self.wfile.write(body)
+    def send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header('Content-Type', content_type)
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('Cache-Control', 'no-store')
+        self.end_headers()
+        self.wfile.write(body)
 
-        def send_json(self, status: int, value) -> None:
-            self.send(status, json.dumps(value).encode(), 'application/json')
+    def send_json(self, status: int, value) -> None:
+        self.send(status, json.dumps(value).encode(), 'application/json')
 
-        def do_GET(self):
-            self.respond(self.route_get)
+    def do_GET(self):
+        self.respond(self.route_get)
 
-        def do_POST(self):
-            self.respond(self.route_post)
+    def do_POST(self):
+        self.respond(self.route_post)
 
-        def check_origin(self, state_changing: bool) -> None:
-            """403 unless the request is this server's own page's (see the module doc)."""
-            host = self.headers.get('Host')
-            if not host_allowed(host, names, port):
-                raise BadRequest(f"forbidden: Host '{(host or '')[:80]}' is not this server",
+    def check_origin(self, state_changing: bool) -> None:
+        """403 unless the request is this server's own page's (see the module doc)."""
+        host = self.headers.get('Host')
+        if not host_allowed(host, self.names, self.port):
+            raise BadRequest(f"forbidden: Host '{(host or '')[:80]}' is not this server",
+                             HTTPStatus.FORBIDDEN)
+        own = f'http://{host}'
+        origin = self.headers.get('Origin')
+        site = self.headers.get('Sec-Fetch-Site')
+        if (origin is not None and origin != own) or \
+                (site is not None and site not in ('same-origin', 'none')):
+            raise BadRequest('forbidden: a request from another site', HTTPStatus.FORBIDDEN)
+        if state_changing:
+            referer = self.headers.get('Referer', '')
+            if origin is None and not referer.startswith(own + '/'):
+                raise BadRequest('forbidden: a save must come from the viewer page',
                                  HTTPStatus.FORBIDDEN)
-            own = f'http://{host}'
-            origin = self.headers.get('Origin')
-            site = self.headers.get('Sec-Fetch-Site')
-            if (origin is not None and origin != own) or \
-                    (site is not None and site not in ('same-origin', 'none')):
-                raise BadRequest('forbidden: a request from another site', HTTPStatus.FORBIDDEN)
-            if state_changing:
-                referer = self.headers.get('Referer', '')
-                if origin is None and not referer.startswith(own + '/'):
-                    raise BadRequest('forbidden: a save must come from the viewer page',
-                                     HTTPStatus.FORBIDDEN)
-                if not secrets.compare_digest(self.headers.get(TOKEN_HEADER, ''),
-                                              viewer.token):
-                    raise BadRequest(f'forbidden: a save needs the page\'s {TOKEN_HEADER}',
-                                     HTTPStatus.FORBIDDEN)
+            if not secrets.compare_digest(self.headers.get(TOKEN_HEADER, ''),
+                                          self.viewer.token):
+                raise BadRequest(f'forbidden: a save needs the page\'s {TOKEN_HEADER}',
+                                 HTTPStatus.FORBIDDEN)
 
-        def respond(self, route) -> None:
-            try:
-                self.check_origin(route == self.route_post)
-                route(urlsplit(self.path))
-            except BadRequest as e:
-                self.send_json(e.status, {'error': str(e)})
-            except ValueError as e:  # renderers' checks on regions
-                self.send_json(HTTPStatus.BAD_REQUEST, {'error': str(e)})
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the page dropped the request (a stale tile)
-            except Exception as e:  # never a traceback to the page
-                self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
-                               {'error': f'{type(e).__name__}: {e}'})
+    def respond(self, route) -> None:
+        try:
+            self.check_origin(route == self.route_post)
+            route(urlsplit(self.path))
+        except BadRequest as e:
+            self.send_json(e.status, {'error': str(e)})
+        except ValueError as e:  # renderers' checks on regions
+            self.send_json(HTTPStatus.BAD_REQUEST, {'error': str(e)})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the page dropped the request (a stale tile)
+        except Exception as e:  # never a traceback to the page
+            self.send_json(HTTPStatus.INTERNAL_SERVER_ERROR,
+                           {'error': f'{type(e).__name__}: {e}'})
 
-        def route_get(self, url) -> None:
-            params = parse_qs(url.query, keep_blank_values=True)
-            if url.path == '/':
-                return self.static_file('index.html')
-            if url.path.startswith('/static/'):
-                return self.static_file(url.path[len('/static/'):])
-            if url.path == '/api/info':
-                return self.send_json(HTTPStatus.OK, viewer.info())
-            if url.path == '/api/input.png':
-                return self.send(HTTPStatus.OK, viewer.input_png, 'image/png')
-            if url.path == '/api/tile':
-                return self.tile(params)
-            if url.path == '/api/psnr':
-                return self.psnr(params)
-            raise BadRequest(f'no such page: {url.path[:80]}', HTTPStatus.NOT_FOUND)
+    def route_get(self, url) -> None:
+        params = parse_qs(url.query, keep_blank_values=True)
+        if url.path == '/':
+            return self.static_file('index.html')
+        if url.path.startswith('/static/'):
+            return self.static_file(url.path[len('/static/'):])
+        if url.path == '/api/info':
+            return self.send_json(HTTPStatus.OK, self.viewer.info())
+        if url.path == '/api/input.png':
+            return self.send(HTTPStatus.OK, self.viewer.input_png, 'image/png')
+        if url.path == '/api/tile':
+            return self.tile(params)
+        if url.path == '/api/psnr':
+            return self.psnr(params)
+        raise BadRequest(f'no such page: {url.path[:80]}', HTTPStatus.NOT_FOUND)
 
-        def route_post(self, url) -> None:
-            if url.path != '/api/save':
-                raise BadRequest(f'no such action: {url.path[:80]}', HTTPStatus.NOT_FOUND)
-            length = number({'length': [self.headers.get('Content-Length', '')]}, 'length',
-                            int, 0, 1 << 16)
-            try:
-                body = json.loads(self.rfile.read(length) or b'{}')
-                params = {k: [str(v)] for k, v in dict(body).items()}
-            except (ValueError, TypeError, RecursionError):
-                raise BadRequest('the body must be a JSON object of numbers')
-            return self.save(params)
+    def route_post(self, url) -> None:
+        if url.path != '/api/save':
+            raise BadRequest(f'no such action: {url.path[:80]}', HTTPStatus.NOT_FOUND)
+        length = number({'length': [self.headers.get('Content-Length', '')]}, 'length',
+                        int, 0, 1 << 16)
+        try:
+            body = json.loads(self.rfile.read(length) or b'{}')
+            params = {k: [str(v)] for k, v in dict(body).items()}
+        except (ValueError, TypeError, RecursionError):
+            raise BadRequest('the body must be a JSON object of numbers')
+        return self.save(params)
 
-        def static_file(self, name: str) -> None:
-            path = viewer.static.get(name)  # by name only: no path ever reaches the disk
-            if path is None:
-                raise BadRequest(f'no such file: {name[:80]}', HTTPStatus.NOT_FOUND)
-            with open(path, 'rb') as f:
-                self.send(HTTPStatus.OK, f.read(), CONTENT_TYPES[os.path.splitext(name)[1]])
+    def static_file(self, name: str) -> None:
+        path = self.viewer.static.get(name)  # by name only: no path ever reaches the disk
+        if path is None:
+            raise BadRequest(f'no such file: {name[:80]}', HTTPStatus.NOT_FOUND)
+        with open(path, 'rb') as f:
+            self.send(HTTPStatus.OK, f.read(), CONTENT_TYPES[os.path.splitext(name)[1]])
 
-        def view(self, params):
-            """(page session, view generation) of a request; without them (None, 0): a
-            request that is never stale."""
-            session = params.get('session', [''])[0][:64]
-            if 'gen' not in params or not session:
-                return None, 0
-            return session, number(params, 'gen', int, 0, 1 << 62)
+    def view(self, params):
+        """(page session, view generation) of a request; without them (None, 0): a
+        request that is never stale."""
+        session = params.get('session', [''])[0][:64]
+        if 'gen' not in params or not session:
+            return None, 0
+        return session, number(params, 'gen', int, 0, 1 << 62)
 
-        def pane(self, params) -> Pane:
-            return viewer.panes[number(params, 'pane', int, 0, len(viewer.panes) - 1)]
+    def pane(self, params) -> Pane:
+        return self.viewer.panes[number(params, 'pane', int, 0, len(self.viewer.panes) - 1)]
 
-        def box(self, params):
-            h, w = viewer.panes[0].size
-            x0, x1 = number(params, 'x0', float, 0, w), number(params, 'x1', float, 0, w)
-            y0, y1 = number(params, 'y0', float, 0, h), number(params, 'y1', float, 0, h)
-            if x1 - x0 < MIN_REGION or y1 - y0 < MIN_REGION:
-                raise BadRequest(f'empty region: x {x0}..{x1}, y {y0}..{y1} (each side must '
-                                 f'be at least {MIN_REGION} input pixels)')
-            return x0, y0, x1, y1
+    def box(self, params):
+        h, w = self.viewer.panes[0].size
+        x0, x1 = number(params, 'x0', float, 0, w), number(params, 'x1', float, 0, w)
+        y0, y1 = number(params, 'y0', float, 0, h), number(params, 'y1', float, 0, h)
+        if x1 - x0 < MIN_REGION or y1 - y0 < MIN_REGION:
+            raise BadRequest(f'empty region: x {x0}..{x1}, y {y0}..{y1} (each side must '
+                             f'be at least {MIN_REGION} input pixels)')
+        return x0, y0, x1, y1
 
-        def tile(self, params) -> None:
-            pane = self.pane(params)
-            h, w = pane.size
-            scale = number(params, 'scale', float, min(1 / h, 1 / w) * 8, MAX_SCALE)
-            H, W = level_size(pane.size, scale)
-            tx = number(params, 'x', int, 0, (W - 1) // TILE)
-            ty = number(params, 'y', int, 0, (H - 1) // TILE)
-            session, generation = self.view(params)
-            key = (viewer.panes.index(pane), H, W, tx, ty)
-            data = viewer.cache.get(key)
-            if data is None:
-                data = viewer.submit(session, generation, lambda: png_bytes(
-                    tile_pixels(pane, scale, tx, ty)))
-                viewer.cache.put(key, data)
-            self.send(HTTPStatus.OK, data, 'image/png')
+    def tile(self, params) -> None:
+        pane = self.pane(params)
+        h, w = pane.size
+        scale = number(params, 'scale', float, min(1 / h, 1 / w) * 8, MAX_SCALE)
+        H, W = level_size(pane.size, scale)
+        tx = number(params, 'x', int, 0, (W - 1) // TILE)
+        ty = number(params, 'y', int, 0, (H - 1) // TILE)
+        session, generation = self.view(params)
+        key = (self.viewer.panes.index(pane), H, W, tx, ty)
+        data = self.viewer.cache.get(key)
+        if data is None:
+            data = self.viewer.submit(session, generation, lambda: png_bytes(
+                tile_pixels(pane, scale, tx, ty)))
+            self.viewer.cache.put(key, data)
+        self.send(HTTPStatus.OK, data, 'image/png')
 
-        def psnr(self, params) -> None:
-            if viewer.hr is None:
-                raise BadRequest('no ground truth: start the viewer with --hr',
-                                 HTTPStatus.NOT_FOUND)
-            pane, box = self.pane(params), self.box(params)
-            session, generation = self.view(params)
-            value = viewer.submit(session, generation, lambda: region_psnr(pane, viewer.hr, box))
-            self.send_json(HTTPStatus.OK, {'pane': pane.name, 'psnr': value})
+    def psnr(self, params) -> None:
+        if self.viewer.hr is None:
+            raise BadRequest('no ground truth: start the viewer with --hr',
+                             HTTPStatus.NOT_FOUND)
+        pane, box = self.pane(params), self.box(params)
+        session, generation = self.view(params)
+        value = self.viewer.submit(session, generation, lambda: region_psnr(pane, self.viewer.hr, box))
+        self.send_json(HTTPStatus.OK, {'pane': pane.name, 'psnr': value})
 
-        def save(self, params) -> None:
-            x0, y0, x1, y1 = self.box(params)
-            width = number(params, 'width', int, 1, MAX_SAVE_SIDE)
-            height = max(1, round(width * (y1 - y0) / (x1 - x0)))
-            if height > MAX_SAVE_SIDE or width * height > MAX_REGION_PIXELS:
-                raise BadRequest(f'a {width}x{height} view is over the limit of '
-                                 f'{MAX_SAVE_SIDE} per side and {MAX_REGION_PIXELS} pixels')
-            os.makedirs(viewer.save_dir, exist_ok=True)
-            files = []
-            for i, pane in enumerate(viewer.panes):
-                pixels = viewer.submit(None, 0, lambda p=pane: region_pixels(
-                    p, (x0, y0, x1, y1), (height, width)))
-                stem = os.path.splitext(pane.name)[0]
-                path = unique_path(viewer.save_dir, f'view-{time.strftime("%Y%m%d-%H%M%S")}'
-                                   f'-{i}-{stem}', '.png')
-                write_image(path, (pixels * 255).round().astype(np.uint8), 8)
-                files.append(path)
-            self.send_json(HTTPStatus.OK, {'files': files, 'width': width, 'height': height})
+    def save(self, params) -> None:
+        x0, y0, x1, y1 = self.box(params)
+        width = number(params, 'width', int, 1, MAX_SAVE_SIDE)
+        height = max(1, round(width * (y1 - y0) / (x1 - x0)))
+        if height > MAX_SAVE_SIDE or width * height > MAX_REGION_PIXELS:
+            raise BadRequest(f'a {width}x{height} view is over the limit of '
+                             f'{MAX_SAVE_SIDE} per side and {MAX_REGION_PIXELS} pixels')
+        os.makedirs(self.viewer.save_dir, exist_ok=True)
+        files = []
+        for i, pane in enumerate(self.viewer.panes):
+            pixels = self.viewer.submit(None, 0, lambda p=pane: region_pixels(
+                p, (x0, y0, x1, y1), (height, width)))
+            stem = os.path.splitext(pane.name)[0]
+            path = unique_path(self.viewer.save_dir, f'view-{time.strftime("%Y%m%d-%H%M%S")}'
+                               f'-{i}-{stem}', '.png')
+            write_image(path, (pixels * 255).round().astype(np.uint8), 8)
+            files.append(path)
+        self.send_json(HTTPStatus.OK, {'files': files, 'width': width, 'height': height})
 
-    return Handler
+
+def make_handler(viewer: Viewer, names: Optional[set], port: int) -> type:
+    """The Handler class of one server."""
+    return type('ViewerHandler', (Handler,), {'viewer': viewer, 'names': names, 'port': port})
 
 
 def unique_path(folder: str, stem: str, suffix: str) -> str:

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inference import OFFICIAL_NORM, RenderOptions, Renderer, load_decoder_and_norm, window_of
+from inference import RenderOptions, Renderer, load_decoder_and_norm
 from models import make
 from utils.coords import make_coord
 from utils.metrics import calc_psnr
+from utils.normalization import OFFICIAL_NORM
 
 TILE = 256
 MAX_SCALE = 64.0
@@ -140,7 +141,7 @@ def load_panes(image: torch.Tensor, models: List[str], bicubic: bool, precision:
     panes = []
     for path in models:
         model, data_norm = load_decoder_and_norm(path, image.device)
-        options = RenderOptions(precision=precision, window=window_of(model) or 0)
+        options = RenderOptions(precision=precision, window=model.encoder_window)
         panes.append(Pane(path.rsplit('/', 1)[-1], Renderer(model, data_norm, options), image))
     if bicubic:
         model = make({'name': 'bicubic'}).to(image.device)

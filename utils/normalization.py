@@ -10,9 +10,8 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from utils.config import load_config
-from utils.config_schema import NORM
-from utils.schema import Section, check_config
+from .config import NORM, load_config
+from .schema import Section, check_config
 
 IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
 OFFICIAL_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}

@@ -10,7 +10,7 @@ import png  # pypng: 16-bit colour PNG, which Pillow reads at 8 bits only
 import tifffile  # 16-bit and float TIFF, which Pillow reads partly or not at all
 from PIL import Image, UnidentifiedImageError
 
-from .units import format_bytes
+from ..units import format_bytes
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 # Byte offset of the bit depth in a PNG file: signature (8), chunk length and type (8),
