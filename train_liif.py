@@ -49,14 +49,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 import datasets
 import models
 from inference import Renderer, eval_psnr
-from inference.options import IMPL, RenderOptions
+from inference.options import RenderOptions
 from training import (OPTIMIZERS, Diverged, Distributed, EpochStats, TrainStep,
-                      add_step_arguments, make_loader, make_optimizer, make_scheduler,
-                      mean_over_ranks, step_options_from_args, train_epoch,
+                      add_step_arguments, first_sample_shapes, make_loader, make_optimizer,
+                      make_scheduler, mean_over_ranks, step_options_from_args, train_epoch,
                       unwrap)
 from training.checkpoints import (LAST, append_losses_csv, check_finite_weights,
                                   check_run_dir, checkpoint, lock_run_folder, resume,
                                   start_losses_csv)
+from training.official import official_trainer
 from utils import resolve_device, save_atomic
 from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, run_main
 from utils.config import read_config, train_schema
@@ -78,7 +79,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true',
                         help='continue from <run folder>/epoch-last.pth')
     parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
-    for names, spec in (DEVICE, DATA_ROOT, NUM_WORKERS, IMPL, OVERRIDES):
+    for names, spec in (DEVICE, DATA_ROOT, NUM_WORKERS, OVERRIDES):
         parser.add_argument(*names, **spec)
     add_step_arguments(parser)
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -129,21 +130,28 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
 
+    # In the official trainers' order, each dataset's sample 0 drawn as theirs draw it.
+    persistent = official_trainer(config['model']['name']).persistent_workers
     train_loader = make_loader(config['train_dataset'], f'{args.config}: train_dataset', True,
-                               distributed, args.num_workers, device, args.seed)
+                               distributed, args.num_workers, device, args.seed, persistent)
+    log_lines = first_sample_shapes(train_loader, 'train')
     val_loader = None
     if config.get('val_dataset') is not None and distributed.is_main:
         val_loader = make_loader(config['val_dataset'], f'{args.config}: val_dataset', False,
-                                 distributed, args.num_workers, device, args.seed)
+                                 distributed, args.num_workers, device, args.seed, persistent)
+        log_lines += first_sample_shapes(val_loader, 'val')
     model = models.make(config['model']).to(device)
     optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
     scheduler = make_scheduler(config, optimizer)
-    epoch_start, best_psnr = resume(os.path.join(run_dir, LAST), config, model, optimizer,
-                                    scheduler, distributed.rank) if args.resume else (1, -1e18)
+    source, why = resume_source(args.resume, config.get('resume'), run_dir)
+    epoch_start, best_psnr = resume(source, config, model, optimizer, scheduler,
+                                    distributed.rank) if source else (1, -1e18)
 
     lock, writer = start_run_folder(run_dir, config, epoch_start, distributed.is_main)
-    if args.resume:
-        logger.info(f'resumed from {os.path.join(run_dir, LAST)} at epoch {epoch_start - 1}')
+    for line in log_lines + [why] * bool(why):
+        logger.info(line)
+    if source:
+        logger.info(f'resumed from {source} at epoch {epoch_start - 1}')
     if options.channels_last:  # before DDP, which registers the parameters as they are
         model.to(memory_format=torch.channels_last)
     if distributed.enabled:
@@ -157,6 +165,22 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     return Run(config, run_dir, device, distributed, train_loader, val_loader, model,
                optimizer, scheduler, step, epoch_start, best_psnr, writer, lock, args.impl,
                not args.quiet and distributed.is_main)
+
+
+def resume_source(flag: bool, config_resume: Optional[str], run_dir: str):
+    """(the checkpoint to resume from or None, a log line saying why or None): --resume
+    takes the run folder's epoch-last.pth; else the config's `resume` key is read as the
+    official LTE, SRNO and LMF trainers read it: resume from the file if it exists, else start
+    fresh (LIIF's trainer would stop on a missing file)."""
+    if flag:
+        ignored = f'--resume: the config\'s resume ({config_resume}) is not read' \
+            if config_resume else None
+        return os.path.join(run_dir, LAST), ignored
+    if not config_resume:
+        return None, None
+    if os.path.isfile(config_resume):
+        return config_resume, f'the config\'s resume: {config_resume} exists: resuming from it'
+    return None, f'the config\'s resume: {config_resume} does not exist: starting fresh'
 
 
 def start_run_folder(run_dir: str, config: Dict[str, Any], epoch_start: int, is_main: bool):
@@ -206,6 +230,15 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
     return 0
 
 
+def validates(config: Dict[str, Any], epoch: int) -> bool:
+    """Whether the epoch ends with validation: every epoch_val epochs, and after epoch 1
+    where the model's official trainer does (SRNO's): validation draws from the random
+    streams, so the batches after it depend on when it runs."""
+    every = config.get('epoch_val')
+    first = epoch == 1 and official_trainer(config['model']['name']).validates_after_epoch_1
+    return bool(every and epoch % every == 0) or first
+
+
 def end_epoch(run: Run, epoch: int, lr: float, stats: EpochStats, start: float) -> None:
     """The end of an epoch: the loss averaged over the processes; on the main process,
     validation (every epoch_val epochs), the log line, tensorboard, losses.csv and the
@@ -223,8 +256,7 @@ def end_epoch(run: Run, epoch: int, lr: float, stats: EpochStats, start: float) 
     writer.add_scalar('lr', lr, epoch)
     writer.add_scalar('loss/train', train_loss, epoch)
     val_psnr = None
-    if run.val_loader is not None and config.get('epoch_val') and \
-            epoch % config['epoch_val'] == 0:
+    if run.val_loader is not None and validates(config, epoch):
         renderer = Renderer(unwrap(run.model), config.get('data_norm'),
                             RenderOptions(impl=run.impl))
         val_psnr = eval_psnr(run.val_loader, renderer, config.get('eval_type'),

@@ -7,6 +7,9 @@ import torch
 from PIL import Image
 
 from utils.coords import make_cell, to_pixel_samples
+from utils.matlab_resize import imresize_down
+
+RESIZES = ('pil', 'matlab')  # how a downsampling wrapper makes its LR images
 
 
 def pil_to_tensor01(img: Image.Image) -> torch.Tensor:
@@ -30,6 +33,26 @@ def resize_bicubic(img: torch.Tensor, size) -> torch.Tensor:
     h, w = (size, size) if isinstance(size, int) else size
     pil = Image.fromarray(img.mul(255).byte().permute(1, 2, 0).cpu().numpy())
     return pil_to_tensor01(pil.resize((w, h), Image.BICUBIC))
+
+
+def downsample(hr: torch.Tensor, size, method: str, scale: float) -> torch.Tensor:
+    """The LR image of an HR crop: 'pil', the official PIL bicubic (resize_bicubic), or
+    'matlab', MATLAB's imresize(HR, 1/s, 'bicubic') of the 8-bit HR (the recipe of the
+    LR_bicubic files, for an integer scale s whose multiple the crop is).
+
+    Args:
+        hr: (3, H, W) in [0, 1]; size: (h, w) or an int (square), the LR size.
+    """
+    if method == 'pil':
+        return resize_bicubic(hr, size)
+    if method != 'matlab':
+        raise ValueError(f"unknown resize '{method}'; expected one of {', '.join(RESIZES)}")
+    s = round(scale)
+    if abs(s - scale) > 1e-9 or s < 1:
+        raise ValueError(f"resize: matlab needs an integer scale, got x{scale:g} (set "
+                         "scale_min = scale_max to an integer)")
+    u8 = (hr * 255).round().byte().permute(1, 2, 0).numpy()
+    return torch.from_numpy(imresize_down(u8, s)).permute(2, 0, 1).float().div(255)
 
 
 def crop_origin(shape: Tuple[int, int], size: int) -> Tuple[int, int]:

@@ -10,7 +10,8 @@ from torch.utils.data import Dataset
 
 from utils.coords import make_coord
 from .datasets import register
-from .sampling import augment_pair, crop_origin, grid_sample, query_sample, resize_bicubic
+from .sampling import (RESIZES, augment_pair, crop_origin, downsample, grid_sample,
+                       query_sample, resize_bicubic)
 
 # Guards floor(H / s) against float error when s divides H exactly.
 FLOOR_EPS = 1e-9
@@ -118,14 +119,20 @@ class SRImplicitDownsampled(Dataset):
         sample_q: number of HR pixels to keep; None keeps all.
         too_small: what an image smaller than the HR crop does: 'error' (name the file and
             the sizes) or 'skip' (take the next image that fits; not in the official code).
+        resize: how the LR is made: 'pil' (the official PIL bicubic) or 'matlab' (MATLAB's
+            bicubic of the 8-bit HR, as the LR_bicubic files; integer scales; not in the
+            official code).
     """
 
     def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, scale_min: float = 1,
                  scale_max: Optional[float] = None, augment: bool = False,
-                 sample_q: Optional[int] = None, too_small: str = 'error'):
+                 sample_q: Optional[int] = None, too_small: str = 'error', resize: str = 'pil'):
         if too_small not in TOO_SMALL_CHOICES:
             raise ValueError(f"unknown too_small '{too_small}'; expected one of "
                              f"{', '.join(TOO_SMALL_CHOICES)}")
+        if resize not in RESIZES:
+            raise ValueError(f"unknown resize '{resize}'; expected one of {', '.join(RESIZES)}")
+        self.resize = resize
         self.too_small = too_small
         self.dataset = dataset
         self.inp_size = inp_size
@@ -167,13 +174,13 @@ class SRImplicitDownsampled(Dataset):
                                  f"{img.shape[-2]} is smaller than the scale x{s:g}: its "
                                  "downsampled input would have no pixel")
             crop_hr = img[:, :round(h_lr * s), :round(w_lr * s)]
-            crop_lr = resize_bicubic(crop_hr, (h_lr, w_lr))
+            crop_lr = downsample(crop_hr, (h_lr, w_lr), self.resize, s)
         else:
             w_lr = self.inp_size
             w_hr = round(w_lr * s)
             x0, y0 = crop_origin(img.shape[-2:], w_hr)
             crop_hr = img[:, x0:x0 + w_hr, y0:y0 + w_hr]
-            crop_lr = resize_bicubic(crop_hr, w_lr)
+            crop_lr = downsample(crop_hr, w_lr, self.resize, s)
         if self.augment:
             crop_lr, crop_hr = augment_pair(crop_lr, crop_hr)
         return self.sample(crop_lr, crop_hr)
@@ -192,13 +199,15 @@ class SRImplicitDownsampledFast(SRImplicitDownsampled):
     replacement and laid out as an h x w grid (the official sampling: SRNO attends over them).
 
     Args:
-        dataset, inp_size, scale_min, scale_max, augment, too_small: as sr-implicit-downsampled.
+        dataset, inp_size, scale_min, scale_max, augment, too_small, resize: as
+            sr-implicit-downsampled.
     """
 
     def __init__(self, dataset: Dataset, inp_size: Optional[int] = None, scale_min: float = 1,
                  scale_max: Optional[float] = None, augment: bool = False,
-                 too_small: str = 'error'):
-        super().__init__(dataset, inp_size, scale_min, scale_max, augment, too_small=too_small)
+                 too_small: str = 'error', resize: str = 'pil'):
+        super().__init__(dataset, inp_size, scale_min, scale_max, augment, too_small=too_small,
+                         resize=resize)
 
     def sample(self, crop_lr: torch.Tensor, crop_hr: torch.Tensor) -> Dict[str, torch.Tensor]:
         coord = make_coord(crop_hr.shape[-2:], flatten=False)

@@ -105,7 +105,9 @@ def measure_costs(model: ImplicitDecoder, impl: str = 'fast', precision: str = '
     device = device or next(model.parameters(), torch.zeros(())).device
     encoder = getattr(model, 'encoder', None)
     q = min(PROBE_QUERIES, model.fast_chunk_size or PROBE_QUERIES)
-    coord = torch.rand(1, q, 2, device=device) * 2 - 1
+    # A private generator: measuring must not move the global RNG (training validates
+    # between epochs, and its next batches must be the official trainer's).
+    coord = torch.rand(1, q, 2, generator=torch.Generator().manual_seed(0)).to(device) * 2 - 1
     cell = torch.full((1, q, 2), 2 / (4 * PROBE), device=device)
 
     def probe(side: int):

@@ -8,7 +8,7 @@ import torch
 import models
 from models import ImplicitDecoder
 from utils import load_checkpoint
-from utils.config import model_spec
+from utils.config import load_config, model_spec
 from utils.normalization import OFFICIAL_NORM, norm_of_checkpoint
 from utils.schema import Section, check_config
 
@@ -55,3 +55,16 @@ def load_decoder_and_norm(path: str, device: torch.device
 def load_decoder(path: str, device: torch.device) -> ImplicitDecoder:
     """The model of load_decoder_and_norm alone."""
     return load_decoder_and_norm(path, device)[0]
+
+
+def load_decoder_or_spec(source: str, device: torch.device) -> ImplicitDecoder:
+    """A checkpoint's model (load_decoder), or a spec's with random weights (seed 0): a YAML
+    file holding {name, args} or a training config (its `model`). For timing and counting,
+    which do not depend on the weights."""
+    if source.endswith('.pth') or source == 'bicubic':
+        return load_decoder(source, device)
+    spec = load_config(source)
+    spec = spec.get('model', spec)
+    check_decoder_spec(spec, source)
+    torch.manual_seed(0)
+    return models.make(spec).to(device).eval()

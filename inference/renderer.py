@@ -51,10 +51,12 @@ def encode(model: ImplicitDecoder, inp: torch.Tensor, tile: Optional[Tuple[int, 
     return model.from_codes(inp, encode_tiled(model.encoder, inp, tile))
 
 
-def to_image(pred: torch.Tensor, gt_norm: Norm) -> torch.Tensor:
-    """(B, Q, 3) model output -> float32 RGB in [0, 1], clamped (NaN kept)."""
+def to_image(pred: torch.Tensor, gt_norm: Norm, clamp: bool = True) -> torch.Tensor:
+    """(B, Q, 3) model output -> float32 RGB, clamped to [0, 1] unless `clamp` is False (NaN
+    kept)."""
     gt_sub, gt_div = gt_norm
-    return (pred.float() * gt_div + gt_sub).clamp_(0, 1)
+    image = pred.float() * gt_div + gt_sub
+    return image.clamp_(0, 1) if clamp else image
 
 
 class Scene:
@@ -81,7 +83,7 @@ class Scene:
 
     @torch.no_grad()
     def decode(self, coord: torch.Tensor, cell: Optional[torch.Tensor],
-               chunk_size: Optional[int] = None) -> torch.Tensor:
+               chunk_size: Optional[int] = None, clamp: bool = True) -> torch.Tensor:
         """RGB at the queries, de-normalised and clamped to [0, 1] (not quantised).
 
         Args:
@@ -89,6 +91,7 @@ class Scene:
                 (2/H, 2/W) of the output grid.
             chunk_size: for a whole_grid model (SRNO), the protocol's queries per call (None:
                 all at once); ignored for independent queries (the plan's chunks).
+            clamp: False keeps values outside [0, 1] (a self-ensemble clamps its mean).
 
         Returns:
             (B, Q, 3) float32 on the model's device; NaN stays NaN (callers check).
@@ -98,7 +101,7 @@ class Scene:
         chunk = chunk_size if self.whole_grid else self.chunk_size
         with autocast(self.device, self.precision):
             pred = decode_in_chunks(self.decode_fn, coord, cell, chunk)
-        return to_image(pred, self.gt_norm)
+        return to_image(pred, self.gt_norm, clamp)
 
 
 class Renderer:

@@ -77,9 +77,12 @@ def decode_fourier(feat: FourierFeat, coord: torch.Tensor, cell: Optional[torch.
     if cell is None:
         raise ValueError("LTE decodes with the cell size; pass cell")
     h, w = feat.coef.shape[-2:]
-    phase = phase_layer(relative_cell(cell, h, w))
+    rel_cell = relative_cell(cell, h, w)
     preds, areas = [], []
     for (q_coef, q_freq), rel_coord in members([feat.coef, feat.freq], coord):
+        # The phase once per code, as the official code computes it: the same values, and
+        # the same rounding of its weight's gradient (4 products summed, not one).
+        phase = phase_layer(rel_cell)
         preds.append(decode(q_coef * fourier_basis(q_freq, rel_coord, phase, interleaved)))
         areas.append(area(rel_coord))
     return blend(preds, areas) + sample_bilinear(feat.inp, coord)

@@ -23,60 +23,20 @@ import argparse
 import os
 
 os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # quiet the profiler used for CPU peak memory
-import statistics
 import sys
-import time
 from functools import partial
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import models  # noqa: E402
-from inference import RenderOptions, Renderer, load_decoder  # noqa: E402
-from inference.loading import check_decoder_spec  # noqa: E402
+from inference import RenderOptions, Renderer  # noqa: E402
+from inference.efficiency import counted_flops, peak_memory_mb, timed  # noqa: E402
+from inference.loading import load_decoder_or_spec  # noqa: E402
 from utils import PRECISIONS, make_coord, resolve_device  # noqa: E402
 from utils.cli import DEVICE, run_main  # noqa: E402
-from utils.config import load_config  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
 from utils.normalization import OFFICIAL_NORM  # noqa: E402
-
-
-def timed(fn: Callable, repeats: int, device: torch.device):
-    """(median seconds, last result) after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        out = fn()
-        if device.type == 'cuda':
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
-
-
-def peak_memory_mb(fn: Callable, device: torch.device) -> float:
-    """Peak memory of one call: CUDA allocator peak, or the CPU allocations traced by
-    torch's profiler (the process RSS high-water mark cannot be reset between paths)."""
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        fn()
-        return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                profile_memory=True) as prof:
-        fn()
-    # Walk allocation events in time order to get the running peak.
-    events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0),
-                    key=lambda e: e.time_range.start)
-    current = peak = 0
-    for e in events:
-        current += e.self_cpu_memory_usage
-        peak = max(peak, current)
-    return peak / 2 ** 20
 
 
 def gemm_gflops(device: torch.device, dtype: torch.dtype, d: int = 256) -> float:
@@ -88,24 +48,6 @@ def gemm_gflops(device: torch.device, dtype: torch.dtype, d: int = 256) -> float
         seconds, _ = timed(lambda: a @ b, 20, device)
         best = max(best, 2 * n * d * d / seconds / 1e9)
     return best
-
-
-def load_model(source: str, device: torch.device) -> torch.nn.Module:
-    """A checkpoint's model, or a spec's (a YAML {name, args}, or a config's `model`)."""
-    if source.endswith('.pth') or source == 'bicubic':
-        return load_decoder(source, device)
-    spec = load_config(source)
-    spec = spec.get('model', spec)
-    check_decoder_spec(spec, source)
-    torch.manual_seed(0)
-    return models.make(spec).to(device).eval()
-
-
-def counted_flops(fn: Callable) -> float:
-    """Floating-point operations of the matrix products and convolutions of one call."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def rows_for(model, precisions: List[str], compile: bool):
@@ -154,7 +96,7 @@ def bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    loaded = [(source, load_model(source, device)) for source in args.model]
+    loaded = [(source, load_decoder_or_spec(source, device)) for source in args.model]
     torch.manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size, device=device)
 

@@ -39,7 +39,6 @@ import models  # noqa: E402
 from utils.normalization import normalisers  # noqa: E402
 from training import (TrainStep, add_step_arguments, make_loader,  # noqa: E402
                       step_options_from_args)
-from inference.options import IMPL  # noqa: E402
 from utils import resolve_device  # noqa: E402
 from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES,  # noqa: E402
                        num_workers, run_main)
@@ -60,7 +59,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--loader', type=int, default=0, metavar='N',
                         help="also time N batches of the config's data loader alone "
                              "(default: 0, off)")
-    for names, spec in (DEVICE, IMPL, DATA_ROOT, NUM_WORKERS, OVERRIDES):  # the loader's data
+    for names, spec in (DEVICE, DATA_ROOT, NUM_WORKERS, OVERRIDES):  # the loader's data
         parser.add_argument(*names, **spec)
     add_step_arguments(parser)  # as train_liif.py, with its 'auto' defaults
     args = parser.parse_args(argv)

@@ -93,6 +93,29 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, tiny):
     assert whole['data_norm'] == (yaml.safe_load(open(tiny)).get('data_norm') or IDENTITY_NORM)
 
 
+def test_a_configs_resume_key_is_read_as_the_official_trainers_read_it(tmp_path, tiny):
+    """`resume: PATH` (every official LTE, SRNO and LMF config): from PATH if it exists,
+    else a fresh start; the log says which. An official checkpoint (no scheduler state) has
+    its schedule stepped to its epoch."""
+    config = yaml.safe_load(open(tiny))
+    missing = str(tmp_path / 'save' / '_train' / 'epoch-last.pth')
+    with open(tmp_path / 'fresh.yaml', 'w') as f:
+        yaml.safe_dump({**config, 'resume': missing, 'epoch_max': 1}, f)
+    assert train(tmp_path, str(tmp_path / 'fresh.yaml'), '--name', 'fresh') == 0
+    log = (tmp_path / 'runs/fresh/log.txt').read_text()
+    assert f"the config's resume: {missing} does not exist: starting fresh" in log
+
+    official = load_checkpoint(str(tmp_path / 'runs/fresh/epoch-last.pth'))
+    official = {k: official[k] for k in ('model', 'optimizer', 'epoch')}  # the official keys
+    torch.save(official, tmp_path / 'official.pth')
+    with open(tmp_path / 'resumed.yaml', 'w') as f:
+        yaml.safe_dump({**config, 'resume': str(tmp_path / 'official.pth')}, f)
+    assert train(tmp_path, str(tmp_path / 'resumed.yaml'), '--name', 'resumed') == 0
+    log = (tmp_path / 'runs/resumed/log.txt').read_text()
+    assert 'resumed from' in log and 'epoch 1/3' not in log and 'epoch 2/3, lr=1.00e-03' in log
+    assert 'epoch 3/3, lr=5.00e-04' in log  # milestones [2], gamma 0.5: stepped, then on
+
+
 def test_existing_run_needs_resume(tmp_path, tiny, capsys):
     assert train(tmp_path, tiny, '--name', 'a', '--set', 'epoch_max=1') == 0
     assert train(tmp_path, tiny, '--name', 'a') == 2
@@ -170,6 +193,30 @@ def test_torchrun_trains_on_two_cpu_processes(tmp_path, tiny):
     assert '2 process(es)' in result.stdout
     ckpt = load_checkpoint(str(tmp_path / 'runs/ddp/epoch-last.pth'))
     assert ckpt['epoch'] == 1 and not any(k.startswith('module.') for k in ckpt['model']['sd'])
+
+
+def test_two_torchrun_nodes_train_as_one_node_with_two_processes(tmp_path, tiny):
+    """Two launchers (--nnodes 2, c10d rendezvous on localhost, gloo), one process each, as a
+    user runs torchrun across machines: the weights of one launcher with 2 processes."""
+    torchrun = os.path.join(os.path.dirname(sys.executable), 'torchrun')
+    train_args = [os.path.join(REPO, 'train_liif.py'), '--config', tiny, '--save-dir',
+                  str(tmp_path / 'runs'), '--device', 'cpu', '--quiet', '--set', 'epoch_max=2']
+    one = subprocess.run([torchrun, '--nproc_per_node', '2', '--master_port', str(free_port()),
+                          *train_args, '--name', 'one'], capture_output=True, text=True,
+                         timeout=300, cwd=REPO)
+    assert one.returncode == 0, one.stderr[-2000:]
+    endpoint = f'localhost:{free_port()}'
+    nodes = [subprocess.Popen([torchrun, '--nnodes', '2', '--nproc_per_node', '1',
+                               '--rdzv_backend', 'c10d', '--rdzv_endpoint', endpoint,
+                               '--rdzv_id', 'twin', *train_args, '--name', 'two'],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO) for _ in range(2)]
+    for node in nodes:
+        _, err = node.communicate(timeout=300)
+        assert node.returncode == 0, err[-2000:]
+    a = load_checkpoint(str(tmp_path / 'runs/one/epoch-last.pth'))['model']['sd']
+    b = load_checkpoint(str(tmp_path / 'runs/two/epoch-last.pth'))['model']['sd']
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
 
 
 def official_configs():

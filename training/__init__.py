@@ -3,7 +3,8 @@ loaders and one epoch (training.loop), the optimizer and schedule (training.opti
 folder and its checkpoints (training.checkpoints); train_liif.py is the
 command that reads a config, builds the run and calls them."""
 from .loop import (LOG_EVERY, Diverged, Distributed, EpochStats, check_finite_losses,
-                   make_loader, mean_over_ranks, train_epoch, unwrap, worker_init_fn)
+                   first_sample_shapes, make_loader, mean_over_ranks, train_epoch,
+                   unwrap)
 from .optim import OPTIMIZERS, make_optimizer, make_scheduler
 from .step import (COMPILE_CHOICES, StepOptions, TrainStep, add_step_arguments, l1_objective,
                    resolve_step_options, step_options_from_args)

@@ -8,6 +8,7 @@ import copy
 import glob
 import os
 import random
+import warnings
 from typing import IO, Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -96,7 +97,7 @@ def append_losses_csv(path: str, epoch: int, losses: torch.Tensor) -> None:
     with open(path) as f:
         step = sum(1 for _ in f) - 1
     with open(path, 'a') as f:
-        f.writelines(f'{epoch},{step + i + 1},{v:.6f}\n' for i, v in enumerate(losses.tolist()))
+        f.writelines(f'{epoch},{step + i + 1},{v:.9g}\n' for i, v in enumerate(losses.tolist()))
 
 
 
@@ -200,6 +201,11 @@ def resume(path: str, config: Dict[str, Any], model: nn.Module,
         optimizer.load_state_dict(ckpt['optimizer']['sd'])
         if scheduler is not None and ckpt.get('lr_scheduler') is not None:
             scheduler.load_state_dict(ckpt['lr_scheduler'])
+        elif scheduler is not None:  # an official checkpoint: stepped as its trainers do
+            with warnings.catch_warnings():  # (stepped before any optimizer.step: intended)
+                warnings.filterwarnings('ignore', r'Detected call of `lr_scheduler\.step\(\)`')
+                for _ in range(ckpt['epoch']):
+                    scheduler.step()
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: its optimizer or scheduler state does not fit the "
                          f"config's: {e}") from None

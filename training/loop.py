@@ -7,11 +7,9 @@ GPU) only every LOG_EVERY steps, for the progress bar, and once at its end; it t
 the step waits for the data loader.
 """
 import os
-import random
 import time
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -63,13 +61,6 @@ def mean_over_ranks(value: float, n: float, device: torch.device,
     return (t[0] / t[1]).item()
 
 
-def worker_init_fn(worker_id: int) -> None:
-    """Gives each DataLoader worker its own Python/NumPy streams, derived from torch's seed."""
-    seed = torch.initial_seed() % 2 ** 32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 class EpochStats(NamedTuple):
     """losses: (steps,) float32 loss of every step, on the CPU; seconds: the epoch's wall
     time; data_seconds: of it, the time spent waiting for the loader; compile_seconds: of it,
@@ -90,11 +81,12 @@ class EpochStats(NamedTuple):
 
 
 def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Distributed,
-                num_workers: Optional[int], device: torch.device, seed: int) -> DataLoader:
+                num_workers: Optional[int], device: torch.device, seed: int,
+                persistent: bool = False) -> DataLoader:
     """The DataLoader of a config's train_dataset or val_dataset spec; under DDP the training
     batch is split across the processes. num_workers None: 4 on CUDA, 0 on the CPU. Workers
-    are made anew each epoch (not persistent): their seeds then come from the main process's
-    RNG, which a resumed run restores, so that resuming stays exact."""
+    are made anew each epoch unless `persistent` (training.official): their seeds then come
+    from the main process's RNG, which a resumed run restores, so that resuming stays exact."""
     if num_workers is None:
         num_workers = 4 if device.type == 'cuda' else 0
     if num_workers < 0:
@@ -112,8 +104,21 @@ def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Dis
                                      shuffle=True, seed=seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
                       sampler=sampler, num_workers=num_workers, drop_last=False,
-                      pin_memory=device.type == 'cuda', worker_init_fn=worker_init_fn,
-                      persistent_workers=False)
+                      pin_memory=device.type == 'cuda',
+                      persistent_workers=persistent and num_workers > 0)
+    # No worker_init_fn: torch seeds each worker's random, numpy and torch streams itself
+    # (from the main process's torch RNG), as in the official trainers, whose workers then
+    # draw the same crops, scales and queries as ours.
+
+
+def first_sample_shapes(loader: DataLoader, tag: str) -> List[str]:
+    """The log lines of the official make_data_loader: the dataset's size and the shapes of
+    its sample 0. Drawing that sample consumes the random streams (a scale, a crop, flips,
+    sampled queries) exactly as the official trainers do before they build the model, so the
+    batches that follow are theirs."""
+    sample = loader.dataset[0]
+    return [f'{tag} dataset: size={len(loader.dataset)}'] + \
+        [f'  {k}: shape={tuple(v.shape)}' for k, v in sample.items()]
 
 
 class Diverged(ValueError):

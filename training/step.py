@@ -23,7 +23,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from models import check_impl
+from models import IMPLS, check_impl
 from utils.coords import flat_batch
 from utils.devices import PRECISIONS, check_precision
 
@@ -36,13 +36,15 @@ COMPILE_CHOICES = ('auto', 'off', 'on', 'graphs')
 class StepOptions:
     """How a training step runs; the defaults are the plain fp32 eager step.
 
-    impl: the decoder's query path, 'fast' (default) or 'reference' (same gradients).
+    impl: the decoder's query path: 'reference' (default: the official forward, so that a
+        run takes the official trainer's exact steps) or 'fast' (the same gradients up to
+        float rounding, which drifts over steps: a speed-up like the others).
     precision: 'fp32', 'bf16' or 'fp16' (autocast of the forward; fp16 adds a grad scaler).
     compile: torch.compile the objective.
     cuda_graphs: with compile on a CUDA device, replay it as CUDA graphs.
     channels_last: NHWC layout for the model's parameters and input images.
     """
-    impl: str = 'fast'
+    impl: str = 'reference'
     precision: str = 'fp32'
     compile: bool = False
     cuda_graphs: bool = False
@@ -56,9 +58,17 @@ class StepOptions:
                              "torch.compile's 'reduce-overhead' mode)")
 
 
+TRAIN_IMPL = (('--impl',), dict(
+    choices=IMPLS, default='reference',
+    help="the decoder's query path in training and validation: reference (the official "
+         "forward: the official trainer's exact steps) or fast (faster, the same gradients "
+         "up to float rounding, which drifts over steps) (default: %(default)s)"))
+
+
 def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     """The speed-up flags of train_liif.py and scripts/bench_train.py (read them with
     step_options_from_args)."""
+    parser.add_argument(*TRAIN_IMPL[0], **TRAIN_IMPL[1])
     parser.add_argument('--precision', choices=list(PRECISIONS), default=None,
                         help='autocast of the forward: fp32 (default), bf16, or fp16 with '
                              'gradient scaling (CUDA only)')
@@ -91,7 +101,7 @@ def step_options_from_args(args: argparse.Namespace, device: torch.device,
     return options, fused
 
 
-def resolve_step_options(device: torch.device, impl: str = 'fast', precision: str = 'fp32',
+def resolve_step_options(device: torch.device, impl: str = 'reference', precision: str = 'fp32',
                          compile: str = 'auto', channels_last: Optional[bool] = None,
                          distributed: bool = False) -> StepOptions:
     """The step's options for a device, 'auto' and None resolved.

@@ -2,12 +2,9 @@
 training and test configs (the official configs' keys plus ours, checked by utils.schema).
 The registries are passed in, so that utils imports neither models nor datasets."""
 import os
-import re
 from typing import Any, Dict, Iterable, Optional, Sequence
 
-import yaml
-
-from .cli import one_line
+from .yaml_file import parse_yaml, read_yaml
 from .registry import Registry
 from .schema import Bool, Field, Int, ListOf, Num, Section, Spec, Str, check_config
 
@@ -15,19 +12,15 @@ DEFAULT_DATA_ROOT = './load'
 
 
 def load_config(path: str, what: str = 'config') -> Dict[str, Any]:
-    """Reads a YAML mapping (a config, or `what` the file is) with yaml.safe_load.
+    """Reads a YAML mapping (a config, or `what` the file is) with utils.yaml_file.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not valid YAML (the parser's message on one line), or not a mapping.
+        ValueError: not valid YAML (the parser's message on one line), a bound of
+            utils.yaml_file broken (aliases, depth, size, a key given twice, not UTF-8), or
+            not a mapping.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    with open(path) as f:
-        try:
-            config = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ValueError(f"{what} {path} is not valid YAML: {one_line(str(e))}") from e
+    config = read_yaml(path, what)
     if not isinstance(config, dict):
         raise ValueError(f"{what} {path} must be a YAML mapping, got {type(config).__name__}")
     return config
@@ -73,21 +66,10 @@ def apply_overrides(config: Dict[str, Any], overrides: Iterable[str]) -> Dict[st
     return config
 
 
-# YAML 1.1 reads 1e-4 (no dot) as a string; an override written that way means the number.
-NUMBER = re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$')
-
-
 def parse_override_value(item: str, value: str) -> Any:
-    """The YAML value of an override, numbers such as 1e-4 read as numbers; ValueError (one
+    """The YAML value of an override (utils.yaml_file: 1e-4 is a number); ValueError (one
     line) if it is not valid YAML."""
-    try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError as e:
-        raise ValueError(f"override '{item}': the value is not valid YAML "
-                         f"({one_line(str(e))})") from None
-    if isinstance(parsed, str) and NUMBER.match(parsed.strip()):
-        return float(parsed)
-    return parsed
+    return parse_yaml(value, f"override '{item}': the value")
 
 
 def require(config: Dict[str, Any], key: str, source: str = 'config') -> Any:
@@ -110,6 +92,7 @@ ARG_RANGES: Dict[str, Field] = {
     'scale_min': Num(1), 'scale_max': Num(1, nullable=True),
     'size_min': Int(1), 'size_max': Int(1, nullable=True),
     'cache': Str(['none', 'bin', 'in_memory']), 'too_small': Str(['error', 'skip']),
+    'resize': Str(['pil', 'matlab']),
     'n_resblocks': Int(0), 'n_feats': Int(1), 'hidden_dim': Int(1), 'width': Int(1),
 }
 OPTIMIZER_ARGS = Section({'lr': Num(0, above=True), 'weight_decay': Num(0), 'eps': Num(0),
@@ -153,6 +136,8 @@ def train_schema(models: Registry, datasets: Registry, optimizers: Sequence[str]
         'warmup_step_lr': Section({'multiplier': Num(1), 'total_epoch': Int(1)},
                                   ['multiplier', 'total_epoch'], nullable=True),
         'epoch_val': Int(1, nullable=True), 'epoch_save': Int(1, nullable=True),
+        # The official LTE, SRNO and LMF configs end with `resume: <its epoch-last.pth>`.
+        'resume': Str(what='a checkpoint path', nullable=True),
     }, ['train_dataset', 'model', 'optimizer', 'epoch_max'])
 
 
