@@ -5,17 +5,17 @@ of repeats) and peak memory, for one render of a fixed input (LMF's: 320x180 -> 
 through the renderer (encoder, decoder, normalisation, the memory plan's chunks).
 """
 import os
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Tuple
 
-os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # quiet the profiler used for CPU peak memory
-import statistics  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import Callable, Tuple  # noqa: E402
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from .renderer import Renderer  # noqa: E402
+from .renderer import Renderer
 
 LMF_INPUT = (180, 320)  # (h, w) of LMF's efficiency table, rendered x4
 LMF_SCALE = 4
@@ -36,6 +36,21 @@ def timed(fn: Callable, repeats: int, device: torch.device):
     return statistics.median(times), out
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 silenced: the profiler's C++ side prints a `profiler_start` and a
+    `profiler_stop` line there around every profile, whatever KINETO_LOG_LEVEL says."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def peak_memory_mb(fn: Callable, device: torch.device) -> float:
     """Peak memory (MiB) allocated by one call beyond what was allocated before it: the CUDA
     allocator's peak, or on a CPU the allocations traced by torch's profiler (the process RSS
@@ -46,8 +61,8 @@ def peak_memory_mb(fn: Callable, device: torch.device) -> float:
         base = torch.cuda.memory_allocated(device)
         fn()
         return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
-                                profile_memory=True) as prof:
+    with _quiet_stderr(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = sorted((e for e in prof.events() if e.self_cpu_memory_usage != 0),
                     key=lambda e: e.time_range.start)  # the running total, in time order

@@ -21,13 +21,11 @@ Examples:
 """
 import argparse
 import os
-
-os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # quiet the profiler used for CPU peak memory
 import sys
 from functools import partial
 from typing import List, Optional
 
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from inference import RenderOptions, Renderer  # noqa: E402

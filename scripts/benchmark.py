@@ -18,19 +18,17 @@ Examples:
   python scripts/benchmark.py --model configs/train-div2k/train_edsr-baseline-lte.yaml \\
       --no-scores   # efficiency alone, random weights (a model spec, not a checkpoint)
 """
+import argparse
+import csv
+import hashlib
+import json
 import os
+import platform
+import sys
+from typing import Dict, List, Optional, Tuple
 
-os.environ.setdefault('KINETO_LOG_LEVEL', '5')  # quiet the profiler used for CPU peak memory
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import hashlib  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import sys  # noqa: E402
-from typing import Dict, List, Optional, Tuple  # noqa: E402
-
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import torch
+from tqdm import tqdm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
