@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint (LIIF, MetaSR, LTE, lte-fast, SRNO, LM-LIIF, LM-LTE) on a test config:
+"""Evaluate a checkpoint (LIIF, MetaSR, LTE, lte-fast, SRNO, LM-LIIF, LM-LTE, CLIT) on a test config:
 PSNR (and SSIM, LPIPS, DISTS) with the official protocol of each repo, or BasicSR's.
 
 The last line printed is `result: NN.NNNN`, the mean of the first of --metrics (PSNR in dB by
@@ -17,7 +17,9 @@ eval_bsize counts rows, attention running within each chunk of rows). LMF's test
 Metric protocols (--protocol): liif (default): LIIF's PSNR on float outputs (benchmark-s: Y,
 shave s; div2k-s: RGB, shave s + 6) and SSIM on the same crop and channels; basicsr: what most
 SR papers report, BasicSR's calculate_psnr / calculate_ssim on 8-bit outputs (round(x * 255)),
-crop = the scale (or --crop-border), RGB or --y-channel. --self-ensemble x8 (EDSR's flips and
+crop = the scale (or --crop-border), RGB or --y-channel; clit: CLIT's test.py (LIIF's PSNR, its
+own SSIM on float RGB without crop; its `eval_type: ssim-<s>` configs make SSIM the result; its
+cascade scale lists come from the model). --self-ensemble x8 (EDSR's flips and
 transposes) or rot4 (Thera's rotations). --lr matlab makes the on-the-fly LR of the x6+
 configs with MATLAB's bicubic (as the LR_bicubic files) instead of the official PIL.
 
@@ -77,12 +79,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'init_cmsr.py format; make one with scripts/make_cmsr_table.py): '
                              'beyond x4 each region is decoded at the lowest scale the table '
                              'allows (LMF models only; LMF\'s test.py uses --scale-max 4)')
-    parser.add_argument('--metrics', type=parse_metrics, default=('psnr',), metavar='M,M',
+    parser.add_argument('--metrics', type=parse_metrics, default=None, metavar='M,M',
                         help='psnr, ssim, lpips, dists, comma-separated; the first is the '
-                             '`result:` line (default: psnr)')
+                             '`result:` line (default: psnr; ssim for eval_type ssim-<s>)')
     parser.add_argument('--protocol', choices=PROTOCOLS, default='liif',
-                        help="liif (the official test.py's) or basicsr (8-bit outputs, "
-                             "BasicSR's PSNR and SSIM) (default: %(default)s)")
+                        help="liif (the official test.py's), basicsr (8-bit outputs, "
+                             "BasicSR's PSNR and SSIM) or clit (CLIT's test.py) (default: "
+                             "%(default)s)")
     parser.add_argument('--y-channel', action='store_true',
                         help='basicsr protocol: score the Y channel (BT.601), not RGB')
     parser.add_argument('--crop-border', type=int, default=None, metavar='N',
@@ -118,21 +121,23 @@ def run(args: argparse.Namespace) -> int:
     protocol = make_protocol(args.protocol, eval_type,
                              args.y_channel if args.protocol == 'basicsr' else None,
                              args.crop_border)
+    metrics = args.metrics or (('ssim',) if protocol.eval_type and
+                               protocol.eval_type.startswith('ssim-') else ('psnr',))
     model = load_decoder(args.model, device)
     scale_max = SRNO_SCALE_MAX if args.mcell and args.scale_max is None else args.scale_max
     cmsr = tables_for(model, args.cmsr, args.model) if args.cmsr is not None else None
     renderer = Renderer(model, config.get('data_norm'),
                         render_options(args, window=args.window, cmsr=cmsr))
     results = evaluate(loader, renderer, eval_type, config.get('eval_bsize'), scale_max,
-                       args.metrics, protocol, args.self_ensemble, args.metric_weights,
+                       metrics, protocol, args.self_ensemble, args.metric_weights,
                        verbose=not args.quiet)
     if args.results:
         write_results(args.results, results, eval_scale(eval_type), {
             'config': args.config, 'model': args.model, 'protocol': vars(protocol),
             'self_ensemble': args.self_ensemble, 'lr': args.lr})
-    if len(args.metrics) > 1:
-        print(', '.join(f'{m}: {results.mean(m):.4f}' for m in args.metrics[1:]))
-    print(f'result: {results.mean(args.metrics[0]):.4f}')
+    if len(metrics) > 1:
+        print(', '.join(f'{m}: {results.mean(m):.4f}' for m in metrics[1:]))
+    print(f'result: {results.mean(metrics[0]):.4f}')
     return 0
 
 

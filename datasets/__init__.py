@@ -2,3 +2,4 @@
 from .datasets import DATASETS, make, register
 from . import image_folder
 from . import wrappers
+from . import cascaded

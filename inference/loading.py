@@ -57,14 +57,20 @@ def load_decoder(path: str, device: torch.device) -> ImplicitDecoder:
     return load_decoder_and_norm(path, device)[0]
 
 
-def load_decoder_or_spec(source: str, device: torch.device) -> ImplicitDecoder:
-    """A checkpoint's model (load_decoder), or a spec's with random weights (seed 0): a YAML
-    file holding {name, args} or a training config (its `model`). For timing and counting,
-    which do not depend on the weights."""
-    if source.endswith('.pth') or source == 'bicubic':
-        return load_decoder(source, device)
+def is_checkpoint(source: str) -> bool:
+    """Whether a --model source names a checkpoint ('.pth', or 'bicubic'), not a model spec."""
+    return source.endswith('.pth') or source == 'bicubic'
+
+
+def load_decoder_or_spec(source: str, device: torch.device
+                         ) -> Tuple[ImplicitDecoder, Dict[str, Dict[str, List[float]]]]:
+    """A checkpoint's model and data_norm (load_decoder_and_norm), or a spec's model with random
+    weights (seed 0) and the official data_norm: a YAML file holding {name, args} or a training
+    config (its `model`). For timing and counting, which do not depend on the weights."""
+    if is_checkpoint(source):
+        return load_decoder_and_norm(source, device)
     spec = load_config(source)
     spec = spec.get('model', spec)
     check_decoder_spec(spec, source)
     torch.manual_seed(0)
-    return models.make(spec).to(device).eval()
+    return models.make(spec).to(device).eval(), OFFICIAL_NORM

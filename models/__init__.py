@@ -17,3 +17,5 @@ from . import lmmlp
 from . import lmliif
 from . import lmlte
 from . import bicubic
+from . import posenc
+from . import clit

@@ -1,5 +1,5 @@
-"""The decoding function f_theta of LIIF: a plain ReLU MLP."""
-from typing import Sequence
+"""The decoding function f_theta of LIIF: a plain MLP (ReLU; CLIT's configs ask for GELU)."""
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -13,23 +13,32 @@ def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, conv.weight.flatten(1), conv.bias)
 
 
+ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
+
+
 @register('mlp')
 class MLP(nn.Module):
-    """Linear-ReLU stack applied to the last dimension.
+    """Linear-activation stack applied to the last dimension.
 
     Args:
         in_dim: input features.
         out_dim: output features.
         hidden_list: widths of the hidden layers.
+        act: 'relu' (LIIF, LTE, ...), 'gelu' (CLIT) or None (no activation, as CLIT's MLP
+            allows; its layers are then numbered without gaps, as in the official code).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden_list: Sequence[int]):
+    def __init__(self, in_dim: int, out_dim: int, hidden_list: Sequence[int],
+                 act: Optional[str] = 'relu'):
         super().__init__()
+        if act is not None and str(act).lower() not in ACTIVATIONS:
+            raise ValueError(f"mlp: unknown act '{act}'; expected relu, gelu or null")
         layers = []
         last = in_dim
         for hidden in hidden_list:
             layers.append(nn.Linear(last, hidden))
-            layers.append(nn.ReLU())
+            if act is not None:
+                layers.append(ACTIVATIONS[act.lower()]())
             last = hidden
         layers.append(nn.Linear(last, out_dim))
         self.layers = nn.Sequential(*layers)
@@ -42,7 +51,7 @@ class MLP(nn.Module):
 
     def forward_inplace(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """(N, D) -> (N, out_dim) from layer `start` on, ReLUs in place (the fast paths: the
-        same values as `forward`, with less memory traffic)."""
+        same values as `forward`, with less memory traffic); other activations as they are."""
         for layer in self.layers[start:]:
             x = x.relu_() if isinstance(layer, nn.ReLU) else layer(x)
         return x

@@ -94,7 +94,7 @@ def bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    loaded = [(source, load_decoder_or_spec(source, device)) for source in args.model]
+    loaded = [(source, load_decoder_or_spec(source, device)[0]) for source in args.model]
     torch.manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size, device=device)
 

@@ -32,17 +32,18 @@ from tqdm import tqdm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from datasets import DATASETS  # noqa: E402
 from inference import Renderer, load_decoder_and_norm  # noqa: E402
 from inference.efficiency import LMF_INPUT, LMF_SCALE, Efficiency, measure_efficiency  # noqa
 from inference.evaluation import evaluate, test_loader  # noqa: E402
-from inference.loading import load_decoder_or_spec  # noqa: E402
+from inference.loading import is_checkpoint, load_decoder_or_spec  # noqa: E402
 from inference.options import RENDER_FLAGS, render_options  # noqa: E402
 from inference.self_ensemble import MODES  # noqa: E402
 from utils import resolve_device  # noqa: E402
 from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, num_workers, run_main  # noqa: E402
+from utils.config import read_config, test_schema  # noqa: E402
 from utils.files import atomic_path  # noqa: E402
 from utils.metrics import PROTOCOLS, make_protocol, parse_metrics, protocol_note  # noqa: E402
-from utils.normalization import OFFICIAL_NORM  # noqa: E402
 
 TABLE_1 = ('div2k', (2, 3, 4, 6, 12, 18, 24, 30))                 # LIIF, Table 1
 TABLE_2 = (('set5', 'set14', 'b100', 'urban100'), (2, 3, 4, 6, 8, 12))  # LIIF, Table 2
@@ -111,12 +112,10 @@ def config_of(set_name: str, scale: int) -> str:
 
 
 def present(set_name: str, scale: int, data_root: Optional[str]) -> bool:
-    """Whether the images of a set's config are on disk."""
-    try:
-        test_loader(config_of(set_name, scale), data_root)
-        return True
-    except (OSError, ValueError):
-        return False
+    """Whether the image folders of a set's config (re-rooted at `data_root`) are on disk."""
+    config = read_config(config_of(set_name, scale), (), test_schema(DATASETS), data_root)
+    args = config['test_dataset']['dataset']['args']
+    return all(os.path.isdir(v) for k, v in args.items() if k.startswith('root_path'))
 
 
 def grid(args: argparse.Namespace) -> List[Tuple[str, int]]:
@@ -261,11 +260,7 @@ def efficiency(args: argparse.Namespace, models: List[Tuple[str, str]], device
                 rows[name] = Efficiency(**{**json.load(f)})
             continue
         print(f'timing {name} ...', file=sys.stderr)
-        norm = OFFICIAL_NORM
-        if path.endswith('.pth') or path == 'bicubic':
-            model, norm = load_decoder_and_norm(path, device)
-        else:
-            model = load_decoder_or_spec(path, device)
+        model, norm = load_decoder_or_spec(path, device)
         rows[name] = measure_efficiency(
             Renderer(model, norm, render_options(args, window=args.window)), device,
             args.repeats)
@@ -342,7 +337,7 @@ def bench(args: argparse.Namespace) -> int:
         raise ValueError(f"--names gives {len(args.names)} names for {len(args.model)} models")
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    specs = [p for p in args.model if not (p.endswith('.pth') or p == 'bicubic')]
+    specs = [p for p in args.model if not is_checkpoint(p)]
     if specs and not args.no_scores:
         raise ValueError(f"{specs[0]} is a model spec (random weights): its scores mean "
                          "nothing; pass --no-scores for its efficiency alone, or a checkpoint")

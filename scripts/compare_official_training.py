@@ -121,11 +121,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def shared_config(args: argparse.Namespace, family: str, work: str) -> str:
+def shared_config(config: Dict, family: str, work: str) -> str:
     """The one config file both trainers read (see the module docstring)."""
-    config = read_config(args.config, args.overrides,
-                         train_schema(models.MODELS, datasets.DATASETS, OPTIMIZERS),
-                         os.path.abspath(args.data_root or 'load'))  # both run elsewhere
     config = json.loads(json.dumps(config))  # plain types for yaml.safe_load
     if family != 'liif' and not config.get('resume'):
         config['resume'] = os.path.join(work, 'no-such-checkpoint.pth')
@@ -211,12 +208,13 @@ def compare(args: argparse.Namespace) -> int:
         work = os.path.abspath(args.work or tmp)
         os.makedirs(work, exist_ok=True)
         spec = read_config(args.config, args.overrides,
-                           train_schema(models.MODELS, datasets.DATASETS, OPTIMIZERS), None)
+                           train_schema(models.MODELS, datasets.DATASETS, OPTIMIZERS),
+                           os.path.abspath(args.data_root or 'load'))  # both run elsewhere
         family = args.family or FAMILY_OF.get(spec['model']['name'])
         if family is None:
             raise ValueError(f"no official trainer known for model '{spec['model']['name']}'; "
                              f"pass --family ({', '.join(sorted(FAMILIES))})")
-        config = shared_config(args, family, work)
+        config = shared_config(spec, family, work)
         print(f'{args.config} ({family}), seed {args.seed}, num_workers {args.num_workers}',
               flush=True)
         official = run_official(args, family, config, work)

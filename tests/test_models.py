@@ -79,10 +79,10 @@ def test_every_official_training_config_layout_is_checked():
 
 
 def test_make_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: bicubic, edsr, "
-                                         r"edsr-baseline, galerkin, liif, lmliif, lmlte, lmmlp, lte, "
-                                         r"lte-fast, metasr, "
-                                         r"mlp, rdn, sronet, swinir$"):
+    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: bicubic, clit, "
+                                         r"edsr, edsr-baseline, galerkin, liif, lmliif, lmlte, "
+                                         r"lmmlp, lte, lte-fast, metasr, mlp, posenc, rdn, "
+                                         r"sronet, swinir$"):
         models.make({'name': 'edsr_baseline', 'args': {}})
 
 

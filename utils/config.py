@@ -80,8 +80,9 @@ def require(config: Dict[str, Any], key: str, source: str = 'config') -> Any:
 
 
 # --- schemas ---
-EVAL_TYPE = Str(pattern=r'(div2k|benchmark)-[1-9][0-9]*',
-                what="'div2k-<scale>' or 'benchmark-<scale>'", nullable=True)
+EVAL_TYPE = Str(pattern=r'(div2k|benchmark|ssim)-[1-9][0-9]*',
+                what="'div2k-<scale>' or 'benchmark-<scale>' (or CLIT's 'ssim-<scale>')",
+                nullable=True)
 NORM = Section({part: Section({'sub': ListOf(Num()), 'div': ListOf(Num(0, above=True))},
                               ['sub', 'div']) for part in ('inp', 'gt')}, ['inp', 'gt'],
                nullable=True)

@@ -8,6 +8,10 @@
   float64, the border cropped, MATLAB's BT.601 luma (16 + 65.481 R + 128.553 G + 24.966 B, not
   rounded) for the Y channel; SSIM with an 11 x 11 Gaussian window of sigma 1.5 over the valid
   region only, C1 = (0.01 * 255)^2, C2 = (0.03 * 255)^2, averaged over the map and channels.
+* CLIT's PSNR and SSIM (`ssim_clit`): its test.py's PSNR is LIIF's; its SSIM is its own: float
+  outputs in [0, 1] (not quantised), RGB, no border cropped, an 11 x 11 Gaussian window of sigma
+  1.5 in float32 with zero "same" padding (the border is scored), C1 = 0.01^2, C2 = 0.03^2, the
+  mean over channels and pixels. Its eval_type `ssim-<s>` makes SSIM the result.
 * LPIPS and DISTS (`perceptual`): torchmetrics' learned heads on torchvision's ImageNet
   backbones, optional (torchmetrics installed, the backbone's weights on disk).
 
@@ -15,6 +19,7 @@ A Protocol says what a metric sees: the output quantised to 8 bits or not, RGB o
 border cropped (inference.evaluation applies it).
 """
 import argparse
+import math
 import os
 import re
 import tempfile
@@ -37,6 +42,8 @@ SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SSIM_C1, SSIM_C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
 EVAL_TYPE_PATTERN = re.compile(r'^(div2k|benchmark)-(\d+)$')
+# CLIT's eval_type that makes SSIM the result (--protocol clit only).
+SSIM_EVAL_TYPE = re.compile(r'^ssim-(\d+)$')
 
 
 def calc_psnr(sr: torch.Tensor, hr: torch.Tensor, dataset: Optional[str] = None,
@@ -84,6 +91,9 @@ def make_metric(eval_type: Optional[str]) -> Callable[[torch.Tensor, torch.Tenso
     """
     if eval_type is None:
         return calc_psnr
+    if SSIM_EVAL_TYPE.match(str(eval_type)):
+        raise ValueError(f"eval_type '{eval_type}' is CLIT's (its SSIM as the result): "
+                         "use --protocol clit")
     match = EVAL_TYPE_PATTERN.match(str(eval_type))
     if match is None:
         raise ValueError(f"unknown eval_type '{eval_type}'; expected 'div2k-<scale>' or "
@@ -95,6 +105,8 @@ def eval_scale(eval_type: Optional[str]) -> Optional[int]:
     """The integer scale of 'div2k-<s>' / 'benchmark-<s>', None without eval_type."""
     if eval_type is None:
         return None
+    if SSIM_EVAL_TYPE.match(str(eval_type)):
+        return int(SSIM_EVAL_TYPE.match(str(eval_type)).group(1))
     make_metric(eval_type)  # names a malformed eval_type
     return int(EVAL_TYPE_PATTERN.match(str(eval_type)).group(2))
 
@@ -165,7 +177,7 @@ class Protocol:
     eval_type: Optional[str] = None
 
 
-PROTOCOLS = ('liif', 'basicsr')
+PROTOCOLS = ('liif', 'basicsr', 'clit')
 
 
 def make_protocol(name: str, eval_type: Optional[str], y_channel: Optional[bool] = None,
@@ -174,13 +186,18 @@ def make_protocol(name: str, eval_type: Optional[str], y_channel: Optional[bool]
     channels and border from eval_type (y_channel and border must then be None); BasicSR's
     crops the scale (or `border`) on RGB or, with y_channel, the Y channel."""
     scale = eval_scale(eval_type)
-    if name == 'liif':
+    if name in ('liif', 'clit'):
         if y_channel or border is not None:
-            raise ValueError("LIIF's protocol takes its channels and border from eval_type; "
-                             "--y-channel and --crop-border are for --protocol basicsr")
+            raise ValueError(f"{name}'s protocol takes its channels and border from "
+                             "eval_type; --y-channel and --crop-border are for --protocol "
+                             "basicsr")
+        if name == 'clit' and SSIM_EVAL_TYPE.match(str(eval_type)):
+            return Protocol('clit', False, False, 0, eval_type)
+        if eval_type is not None and SSIM_EVAL_TYPE.match(str(eval_type)):
+            make_metric(eval_type)  # says: CLIT's eval_type
         kind = EVAL_TYPE_PATTERN.match(eval_type).group(1) if eval_type else None
         shave = 0 if kind is None else scale + (DIV2K_EXTRA_SHAVE if kind == 'div2k' else 0)
-        return Protocol('liif', False, kind == 'benchmark', shave, eval_type)
+        return Protocol(name, False, kind == 'benchmark', shave, eval_type)
     if name == 'basicsr':
         if border is not None and border < 0:
             raise ValueError(f"--crop-border must be >= 0, got {border}")
@@ -194,6 +211,9 @@ def protocol_note(name: str, y_channel: bool = False, border: Optional[int] = No
     if name == 'liif':
         return ("LIIF's test.py: float outputs clamped to [0, 1]; benchmark sets on Y "
                 "(weights / 256), border = scale; DIV2K on RGB, border = scale + 6")
+    if name == 'clit':
+        return ("CLIT's test.py: LIIF's PSNR; SSIM on float RGB in [0, 1], no border cropped, "
+                "zero-padded 11 x 11 Gaussian window (float32)")
     channels = 'Y (BT.601, MATLAB)' if y_channel else 'RGB'
     crop_text = 'scale' if border is None else str(border)
     return (f"BasicSR's calculate_psnr / calculate_ssim: 8-bit outputs (round(x * 255)), "
@@ -212,14 +232,41 @@ def prepare(img: torch.Tensor, protocol: Protocol, gt: bool = False) -> torch.Te
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, protocol: Protocol) -> torch.Tensor:
     """(B,) PSNR of (B, 3, H, W) outputs and ground truths in [0, 1] under the protocol."""
-    if protocol.name == 'liif':
-        return make_metric(protocol.eval_type)(sr, hr).view(1).double()
+    if protocol.name in ('liif', 'clit'):
+        eval_type = protocol.eval_type
+        if eval_type is not None and SSIM_EVAL_TYPE.match(eval_type):
+            eval_type = None  # CLIT's SSIM configs: PSNR on RGB without shave, as its SSIM
+        return make_metric(eval_type)(sr, hr).view(1).double()
     return psnr_255(prepare(sr, protocol), prepare(hr, protocol, gt=True))
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, protocol: Protocol) -> torch.Tensor:
     """(B,) SSIM of (B, 3, H, W) outputs and ground truths in [0, 1] under the protocol."""
+    if protocol.name == 'clit':
+        return ssim_clit(sr, hr).view(1).double()
     return ssim_255(prepare(sr, protocol), prepare(hr, protocol, gt=True))
+
+
+def ssim_clit(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """CLIT's utils.ssim: the mean SSIM of (B, C, H, W) images in [0, 1] over the batch,
+    channels and every pixel (zero "same" padding), in float32."""
+    x, y = sr.float(), hr.float()
+    C = x.shape[1]
+    g = torch.tensor([math.exp(-(i - SSIM_WINDOW // 2) ** 2 / float(2 * SSIM_SIGMA ** 2))
+                      for i in range(SSIM_WINDOW)], device=x.device)
+    g = (g / g.sum()).unsqueeze(1)
+    window = g.mm(g.t()).expand(C, 1, SSIM_WINDOW, SSIM_WINDOW).contiguous()
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, padding=SSIM_WINDOW // 2, groups=C)
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x.pow(2)
+    var_y = blur(y * y) - mu_y.pow(2)
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / \
+        ((mu_x.pow(2) + mu_y.pow(2) + c1) * (var_x + var_y + c2))
+    return ssim_map.mean()
 
 
 # torchvision's ImageNet weights of the perceptual metrics' backbones (their file names in
