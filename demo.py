@@ -1,5 +1,6 @@
 """Upscale one image to any size with an arbitrary-scale model: LIIF, MetaSR, LTE, lte-fast,
-SRNO, LM-LIIF or LM-LTE (the checkpoint says which).
+SRNO, LM-LIIF, LM-LTE, CLIT or CiaoSR (the checkpoint says which; CiaoSR's released files
+load as they are).
 
 Renders the continuous image that LIIF decodes from the input at the requested size: any real
 scale >= 1 (x1.7, x30), or any (H, W), the two axes independent. The output is decoded in bands

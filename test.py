@@ -19,7 +19,9 @@ shave s; div2k-s: RGB, shave s + 6) and SSIM on the same crop and channels; basi
 SR papers report, BasicSR's calculate_psnr / calculate_ssim on 8-bit outputs (round(x * 255)),
 crop = the scale (or --crop-border), RGB or --y-channel; clit: CLIT's test.py (LIIF's PSNR, its
 own SSIM on float RGB without crop; its `eval_type: ssim-<s>` configs make SSIM the result; its
-cascade scale lists come from the model). --self-ensemble x8 (EDSR's flips and
+cascade scale lists come from the model); ciaosr: CiaoSR's test (mmedit's PSNR and SSIM: 8-bit,
+Y, crop = scale) with its tiled test at x <= 4 (--ciaosr-tiles, default 192,32: each tile run as
+an image of its own; `none`: whole images, as above x4). --self-ensemble x8 (EDSR's flips and
 transposes) or rot4 (Thera's rotations). --lr matlab makes the on-the-fly LR of the x6+
 configs with MATLAB's bicubic (as the LR_bicubic files) instead of the official PIL.
 
@@ -47,6 +49,7 @@ from inference.cmsr import tables_for
 from inference.evaluation import Results, evaluate, test_loader
 from inference.options import RENDER_FLAGS, render_options
 from inference.self_ensemble import MODES
+from inference.tiled_test import parse_tiles
 from utils import resolve_device
 from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, num_workers,
                        run_main)
@@ -86,6 +89,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="liif (the official test.py's), basicsr (8-bit outputs, "
                              "BasicSR's PSNR and SSIM) or clit (CLIT's test.py) (default: "
                              "%(default)s)")
+    parser.add_argument('--ciaosr-tiles', default=None, metavar='TILE,OVERLAP',
+                        help="CiaoSR's tiled test at x <= 4: LR tiles and their overlap "
+                             "(default 192,32 with --protocol ciaosr, else off), or none")
     parser.add_argument('--y-channel', action='store_true',
                         help='basicsr protocol: score the Y channel (BT.601), not RGB')
     parser.add_argument('--crop-border', type=int, default=None, metavar='N',
@@ -121,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     protocol = make_protocol(args.protocol, eval_type,
                              args.y_channel if args.protocol == 'basicsr' else None,
                              args.crop_border)
+    tiles = parse_tiles(args.ciaosr_tiles, args.protocol)
     metrics = args.metrics or (('ssim',) if protocol.eval_type and
                                protocol.eval_type.startswith('ssim-') else ('psnr',))
     model = load_decoder(args.model, device)
@@ -130,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
                         render_options(args, window=args.window, cmsr=cmsr))
     results = evaluate(loader, renderer, eval_type, config.get('eval_bsize'), scale_max,
                        metrics, protocol, args.self_ensemble, args.metric_weights,
-                       verbose=not args.quiet)
+                       verbose=not args.quiet, tiles=tiles)
     if args.results:
         write_results(args.results, results, eval_scale(eval_type), {
             'config': args.config, 'model': args.model, 'protocol': vars(protocol),

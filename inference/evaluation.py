@@ -26,6 +26,7 @@ from utils.coords import flat_batch, flat_to_grid
 from utils.metrics import BACKBONES, Protocol, eval_scale, make_protocol, perceptual
 from .renderer import Renderer
 from .self_ensemble import self_ensemble as run_self_ensemble
+from .tiled_test import TILED_MAX_SCALE, tiled_render
 
 DOWNSAMPLING_WRAPPERS = ('sr-implicit-downsampled', 'sr-implicit-downsampled-fast')
 
@@ -117,7 +118,8 @@ def evaluate(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] = 
              metrics: Sequence[str] = ('psnr',), protocol: Optional[Protocol] = None,
              self_ensemble: Optional[str] = None, metric_weights: Optional[str] = None,
              verbose: bool = False, skip: Collection[str] = (),
-             on_image: Optional[Callable[[str, List[float]], None]] = None) -> Results:
+             on_image: Optional[Callable[[str, List[float]], None]] = None,
+             tiles: Optional[Tuple[int, int]] = None) -> Results:
     """The renderer's model scored over `loader`, image by image, as the official eval_psnr:
     inputs normalised and predictions de-normalised with the renderer's data_norm, clamped to
     [0, 1] (quantised only by a protocol that says so).
@@ -140,6 +142,8 @@ def evaluate(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] = 
         metric_weights: the backbone weights of lpips or dists (utils.metrics.backbone_file).
         skip: names (image_name) of images not to score (a resumed benchmark's).
         on_image: called with each image's name and scores as soon as they are known.
+        tiles: (tile, overlap) of CiaoSR's tiled test (inference.tiled_test), used at the
+            integer scales of eval_type up to x4 (above, whole images, as CiaoSR's test).
     """
     model = renderer.model
     model.eval()
@@ -150,6 +154,14 @@ def evaluate(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] = 
     scorers = {name: perceptual(name, metric_weights, device) if name in BACKBONES
                else getattr(utils.metrics, name) for name in metrics}
 
+    scale = eval_scale(eval_type)
+    if tiles is not None and scale is None:
+        raise ValueError("the tiled test takes its scale from eval_type ('benchmark-<s>' or "
+                         "'div2k-<s>'); the config has none")
+    tiled = tiles is not None and scale <= TILED_MAX_SCALE
+    if tiled and (self_ensemble or factor != 1.0):
+        raise ValueError("the tiled test runs each tile as an image of its own; it does not "
+                         "combine with a self-ensemble or cell clipping")
     results = Results(tuple(metrics))
     pbar = tqdm(loader, leave=False, desc='val', disable=not verbose)
     for index, batch in enumerate(pbar):
@@ -163,7 +175,9 @@ def evaluate(loader: DataLoader, renderer: Renderer, eval_type: Optional[str] = 
                               metrics != ('psnr',)):
             shape = hr_shape(batch['inp'], coord.shape[1])
         check_scale(batch['inp'], shape, eval_type)
-        if self_ensemble:
+        if tiled:
+            pred = tiled_render(renderer, batch['inp'], scale, *tiles)
+        elif self_ensemble:
             pred = run_self_ensemble(
                 lambda img, c, s, w: renderer.scene(img).decode(
                     c, s, chunk_rows and chunk_rows * w, clamp=False),

@@ -62,6 +62,8 @@ class Plan:
     output_rows: output rows per band (`Renderer.bands`).
     estimate: bytes the plan is expected to need at its peak, everything in the budget.
     budget: the bytes it was planned for.
+    image_tiles: (tile, overlap) in input pixels when the image is rendered with CiaoSR's
+        tiled test (a model without separable features, too large to run whole).
     """
     encoder_tile: Optional[Tuple[int, int]]
     band_rows: Optional[int]
@@ -69,6 +71,7 @@ class Plan:
     output_rows: int
     estimate: int
     budget: int
+    image_tiles: Optional[Tuple[int, int]] = None
 
 
 def default_budget(device: torch.device) -> int:
@@ -143,6 +146,9 @@ def make_plan(model: ImplicitDecoder, size: Tuple[int, int], device: torch.devic
     h, w = size
     width = output[1] if output is not None else 0
     forced = options.encoder_tile is not None or options.band_rows is not None
+    if forced and not model.separable_features:
+        raise ValueError(f"{type(model).__name__}'s features see the whole image: encoder tiles "
+                         "and latent bands do not apply (its tiled test does, when needed)")
     if forced or (h * w + BAND_PIXELS) * SURE_FIT_BYTES_PER_PIXEL + held <= budget:
         chunk = queries_per_call(model, options, device, budget, None if device.type == 'cpu'
                                  else costs().per_query)
@@ -171,6 +177,9 @@ def fit(model: ImplicitDecoder, size: Tuple[int, int], output: Optional[Tuple[in
     whole = fixed + costs.encoder_per_pixel * h * w + grid
     if whole <= budget:
         return Plan(None, None, chunk, rows, int(whole), int(budget))
+    if not model.separable_features:
+        return image_tiles_plan(model, size, output, costs, budget, fixed - 2 * 12 * h * w,
+                                chunk, rows)
     encoder = getattr(model, 'encoder', None)
     halo, align = tiling_geometry(encoder) if encoder is not None else (0, 1)
     grid_rows = output is None or model.whole_grid  # SRNO streams over the whole latent grid
@@ -213,6 +222,37 @@ def fit(model: ImplicitDecoder, size: Tuple[int, int], output: Optional[Tuple[in
     return Plan(None if tile == (h, w) else tile, segment, chunk, rows, estimate, int(budget))
 
 
+# CiaoSR's tiled test: its official tile and overlap first, smaller tiles if the budget needs.
+IMAGE_TILE_SIDES = (192, 128, 96, 64, 48)
+IMAGE_TILE_OVERLAP = 32
+
+
+def image_tiles_plan(model: ImplicitDecoder, size: Tuple[int, int],
+                     output: Optional[Tuple[int, int]], costs: Costs, budget: float,
+                     fixed: float, chunk: Optional[int], rows: int) -> Plan:
+    """The plan of a model whose features see the whole image (CiaoSR) on an image too large
+    to run whole: its tiled test, the largest tiles that fit (inference.tiled_test)."""
+    h, w = size
+    if output is None:
+        raise ValueError(f"a {w}x{h} input does not fit the memory budget "
+                         f"({format_bytes(budget)}) whole, and {type(model).__name__}'s "
+                         "features see the whole image: use its tiled test (test.py "
+                         "--ciaosr-tiles) or a larger budget")
+    H, W = output
+    for side in IMAGE_TILE_SIDES:
+        t = min(side, h, w)
+        tile_cost = 2 * 12 * t * t + costs.encoder_per_pixel * t * t + \
+            (costs.code + costs.feature_per_code) * t * t
+        canvas = 2 * 12 * (t * H // h) * W  # the sums and weights of a row of tiles
+        need = fixed + 12 * h * w + tile_cost + canvas
+        if need <= budget:
+            return Plan(None, None, chunk, rows, int(need), int(budget),
+                        (t, min(IMAGE_TILE_OVERLAP, t // 2)))
+    raise ValueError(f"a memory budget of {format_bytes(budget)} is too small for "
+                     f"{type(model).__name__} on a {w}x{h} input, even in tiles of "
+                     f"{IMAGE_TILE_SIDES[-1]}: it needs at least {format_bytes(need)}")
+
+
 def describe(plan: Plan) -> str:
     """One line: how the plan runs the model."""
     chunk = 'all queries at once' if plan.chunk_size is None else \
@@ -220,6 +260,10 @@ def describe(plan: Plan) -> str:
     bands = f', output bands of {plan.output_rows} rows' if plan.output_rows else ''
     estimate = f' (about {format_bytes(plan.estimate)} of {format_bytes(plan.budget)})' \
         if plan.estimate else ''
+    if plan.image_tiles is not None:
+        return ('image tiles of {} pixels overlapping by {}, each run as an image of its own '
+                "(CiaoSR's tiled test), ").format(*plan.image_tiles) + \
+            f'{chunk}{bands}{estimate}'
     if plan.encoder_tile is None and plan.band_rows is None:
         return f'whole image, {chunk}{bands}{estimate}'
     encoder = 'the encoder on the whole image' if plan.encoder_tile is None else \

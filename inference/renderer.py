@@ -24,6 +24,7 @@ from utils.normalization import OFFICIAL_NORM, normalisers
 from .bands import decode_bands
 from .compile import CompiledDecoder
 from .costs import Costs, measure_costs
+from .tiled_test import tiled_bands
 from .options import RenderOptions
 from .plan import Plan, Progress, make_plan
 from .tiling import encode_tiled
@@ -191,6 +192,10 @@ class Renderer:
         h, w = image.shape[-2:]
         plan = plan or self.plan((h, w), image.device, size)
         progress = progress or Progress()
+        if plan.image_tiles is not None:
+            yield from tiled_bands(self, image, size,
+                                   plan.image_tiles, progress)
+            return
         inp, gt_norm = self.normalise(image)
         padded = tuple(inp.shape[-2:]) if self.options.window else None
         starts = range(0, H, plan.output_rows)

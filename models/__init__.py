@@ -19,3 +19,4 @@ from . import lmlte
 from . import bicubic
 from . import posenc
 from . import clit
+from . import ciaosr

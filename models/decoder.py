@@ -80,6 +80,10 @@ class ImplicitDecoder(nn.Module):
     Class attributes a model sets:
         grid_queries: the official code takes a (B, H, W, 2) grid and a (B, 2) cell and returns
             (B, 3, H, W); `forward` and `query_rgb` accept that form too.
+        separable_features: the features of a region depend only on the input near it, so
+            the encoder can run in tiles and bands decode from segments of the latent grid.
+            CiaoSR's non-local branch sees the whole image: an image too large to run whole
+            is rendered with its tiled test (inference.tiled_test), each tile an image.
         whole_grid: queries are not independent (SRNO's attention runs over all the queries
             decoded together), so the output depends on how queries are grouped. Renderers
             decode the whole grid in one call for such a model, unless a protocol asks for
@@ -96,6 +100,7 @@ class ImplicitDecoder(nn.Module):
     """
     grid_queries: bool = False
     whole_grid: bool = False
+    separable_features: bool = True
     supports_cmsr: bool = False
     fast_chunk_size: Optional[int] = None
     code_reach: int = 3

@@ -123,36 +123,43 @@ class Lookup(NamedTuple):
     """The latent grid of the fast paths: its size, and the rows whose tables they hold.
 
     h, w: the size of the whole grid.
-    rows: (1, 1, h, 1) float32 row numbers and cols: (1, 1, 1, w) column numbers, sampled to
-        find each query's nearest code.
     first_row, held_rows: the tables hold rows [first_row, first_row + held_rows) of the grid:
         all of them, or a band of a large image (inference.bands), whose queries stay in the
         whole image's frame, so a band decodes exactly as the whole grid does.
     """
     h: int
     w: int
-    rows: torch.Tensor
-    cols: torch.Tensor
     first_row: int
     held_rows: int
 
 
-def make_lookup(h: int, w: int, device: torch.device, first_row: int = 0,
+def make_lookup(h: int, w: int, first_row: int = 0,
                 held_rows: Optional[int] = None) -> Lookup:
     """The Lookup of an (h, w) grid whose tables hold rows [first_row, first_row +
     held_rows) (default: all)."""
-    rows = torch.arange(h, device=device, dtype=torch.float32).view(1, 1, h, 1)
-    cols = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, 1, w)
-    return Lookup(h, w, rows, cols, first_row, h - first_row if held_rows is None else held_rows)
+    return Lookup(h, w, first_row, h - first_row if held_rows is None else held_rows)
+
+
+def code_indices(h: int, w: int, points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(B, N) float32 row and column numbers of the code of an (h, w) grid nearest to each of
+    (B, N, 2) points: grid_sample(mode='nearest') on maps of row and column numbers (each axis
+    rounded on its own), so ties at cell borders resolve as the reference's lookups do; in
+    float32 even under autocast (numbers above 256 are not exact in 16 bits)."""
+    B = points.shape[0]
+    rows = torch.arange(h, device=points.device, dtype=torch.float32).view(1, 1, h, 1)
+    cols = torch.arange(w, device=points.device, dtype=torch.float32).view(1, 1, 1, w)
+    with torch.autocast(points.device.type, enabled=False):
+        points = points.float()
+        return (sample_nearest(rows.expand(B, 1, h, 1), points)[..., 0],
+                sample_nearest(cols.expand(B, 1, 1, w), points)[..., 0])
 
 
 def nearest_codes(lookup: Lookup, coord: torch.Tensor, local_ensemble: bool = True
                   ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Fast paths: the codes each query blends, found at once for all members.
 
-    The nearest codes come from the reference's grid_sample(mode='nearest') call, on maps of
-    row and column numbers (each axis is rounded on its own), so ties at cell borders resolve
-    identically; in float32 even under autocast (numbers above 256 are not exact in 16 bits).
+    The nearest codes come from code_indices (the reference's grid_sample(mode='nearest')
+    rounding).
 
     Args:
         lookup: the latent grid (see Lookup).
@@ -171,10 +178,8 @@ def nearest_codes(lookup: Lookup, coord: torch.Tensor, local_ensemble: bool = Tr
     steps = coord.new_tensor([[vx / h + eps_shift, vy / w + eps_shift]
                               for vx, vy in offsets]).view(1, n, 1, 2)
     moved = (coord.unsqueeze(1) + steps).clamp_(-1 + BORDER_EPS, 1 - BORDER_EPS)
-    with torch.autocast(coord.device.type, enabled=False):
-        moved = moved.view(B, n * Q, 2).float()
-        row = sample_nearest(lookup.rows.expand(B, 1, h, 1), moved).view(B, n, Q)
-        col = sample_nearest(lookup.cols.expand(B, 1, 1, w), moved).view(B, n, Q)
+    row, col = code_indices(h, w, moved.view(B, n * Q, 2))
+    row, col = row.view(B, n, Q), col.view(B, n, Q)
     # The codes' centres as make_coord computes them (the same float32 operations).
     centres = torch.stack([(-1 + 1 / h) + (2 / h) * row, (-1 + 1 / w) + (2 / w) * col], dim=-1)
     rel_coord = (coord.unsqueeze(1) - centres).mul_(coord.new_tensor([h, w]))

@@ -170,7 +170,7 @@ class LIIF(ImplicitDecoder):
         B, D, h, w = proj.shape
         table = proj.permute(0, 2, 3, 1).reshape(B, h * w, D)
         first, grid_rows = rows or (0, h)
-        return ProjectedFeat(table, make_lookup(grid_rows, w, feat.device, first, h), image)
+        return ProjectedFeat(table, make_lookup(grid_rows, w, first, h), image)
 
     def fast_decoder(self, feat: torch.Tensor, rows: Optional[Tuple[int, int]] = None
                      ) -> Decoder:

@@ -197,7 +197,7 @@ class LatentModulated(ImplicitDecoder):
                 layers.append(torch.cat([scale, base * scale + shift], dim=1))
             if extra is not None:
                 extra = extra.float().permute(0, 2, 3, 1).reshape(B * h * w, -1).contiguous()
-        return ModTables(layers, extra, make_lookup(h, w, m.mod.device), m.inp,
+        return ModTables(layers, extra, make_lookup(h, w), m.inp,
                          cell is not None and self.cell_decode, cell_term)
 
     def fast_decoder(self, feat, rows: Optional[Tuple[int, int]] = None) -> Decoder:

@@ -150,7 +150,7 @@ class LTE(ImplicitDecoder):
         freq = feat.freq.view(B, D // 2, 2, h, w).transpose(1, 2).reshape(B, D, h, w)
         table = torch.cat([feat.coef, freq], dim=1).view(B, 2 * D, h * w).transpose(1, 2)
         tables = FourierTables(table.reshape(B * h * w, 2 * D).contiguous(),
-                               make_lookup(grid_rows, w, feat.coef.device, first, h), feat.inp)
+                               make_lookup(grid_rows, w, first, h), feat.inp)
         return lambda coord, cell: self.query_tables(tables, coord, cell)
 
     def query_tables(self, tables: FourierTables, coord: torch.Tensor,

@@ -68,7 +68,7 @@ def test_fast_paths_decode_a_band_of_features_bit_for_bit_as_the_whole_grid():
     with torch.no_grad():
         proj = liif.project(liif.encode(inp))
         band = ProjectedFeat(proj.rows.view(1, h, 19, -1)[:, a:b].reshape(1, -1, proj.rows.shape[-1]),
-                             make_lookup(h, 19, inp.device, a, b - a), None)
+                             make_lookup(h, 19, a, b - a), None)
         assert torch.equal(liif.query_projected(band, coord, cell),
                            liif.query_projected(proj, coord, cell))
         feat = lte.encode(inp)

@@ -12,7 +12,7 @@ import torch
 
 import models
 import test as test_script
-from conftest import REPO, SHARED, load_json, shared_params, shared_path
+from conftest import SHARED, load_json, shared_params, shared_path
 from models.clit import cascade_scales
 from models.decoder import decode_in_chunks
 from utils import load_checkpoint

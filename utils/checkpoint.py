@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping, Optional
 import torch
 from torch import nn
 
+from .ciaosr_release import read_release
 from .files import atomic_path
 
 
@@ -31,8 +32,11 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
         raise ValueError(f"cannot read checkpoint {path}: {first_line}") from e
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict) \
             or not {'name', 'sd'} <= set(ckpt['model']):
+        release = read_release(ckpt, path)
+        if release is not None:
+            return release
         raise ValueError(f"{path} is not a LIIF checkpoint: expected "
-                         "{'model': {'name', 'args', 'sd'}, ...}")
+                         "{'model': {'name', 'args', 'sd'}, ...} (or a CiaoSR release)")
     return ckpt
 
 

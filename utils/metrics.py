@@ -177,7 +177,7 @@ class Protocol:
     eval_type: Optional[str] = None
 
 
-PROTOCOLS = ('liif', 'basicsr', 'clit')
+PROTOCOLS = ('liif', 'basicsr', 'clit', 'ciaosr')
 
 
 def make_protocol(name: str, eval_type: Optional[str], y_channel: Optional[bool] = None,
@@ -198,6 +198,14 @@ def make_protocol(name: str, eval_type: Optional[str], y_channel: Optional[bool]
         kind = EVAL_TYPE_PATTERN.match(eval_type).group(1) if eval_type else None
         shave = 0 if kind is None else scale + (DIV2K_EXTRA_SHAVE if kind == 'div2k' else 0)
         return Protocol(name, False, kind == 'benchmark', shave, eval_type)
+    if name == 'ciaosr':  # mmedit's PSNR / SSIM with convert_to='y', crop_border = scale
+        if y_channel is not None or border is not None:
+            raise ValueError("CiaoSR's protocol is the Y channel with the scale cropped; "
+                             "--y-channel and --crop-border are for --protocol basicsr")
+        if scale is None:
+            raise ValueError("CiaoSR's protocol crops the scale: the config needs an eval_type "
+                             "('benchmark-<s>' or 'div2k-<s>')")
+        return Protocol('ciaosr', True, True, scale)
     if name == 'basicsr':
         if border is not None and border < 0:
             raise ValueError(f"--crop-border must be >= 0, got {border}")
@@ -211,6 +219,9 @@ def protocol_note(name: str, y_channel: bool = False, border: Optional[int] = No
     if name == 'liif':
         return ("LIIF's test.py: float outputs clamped to [0, 1]; benchmark sets on Y "
                 "(weights / 256), border = scale; DIV2K on RGB, border = scale + 6")
+    if name == 'ciaosr':
+        return ("CiaoSR's test (mmedit's PSNR / SSIM = BasicSR's): 8-bit outputs, Y (BT.601), "
+                "border = scale; tiled (192, overlap 32) at x <= 4, whole images above")
     if name == 'clit':
         return ("CLIT's test.py: LIIF's PSNR; SSIM on float RGB in [0, 1], no border cropped, "
                 "zero-padded 11 x 11 Gaussian window (float32)")

@@ -10,12 +10,15 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from .ciaosr_release import CIAOSR_NORM
 from .config import NORM, load_config
 from .schema import Section, check_config
 
 IDENTITY_NORM = {'inp': {'sub': [0], 'div': [1]}, 'gt': {'sub': [0], 'div': [1]}}
 OFFICIAL_NORM = {'inp': {'sub': [0.5], 'div': [0.5]}, 'gt': {'sub': [0.5], 'div': [0.5]}}
 RUN_CONFIG = 'config.yaml'  # what train_liif.py writes beside its checkpoints
+# Models whose official configs all normalise with CiaoSR's norm (no data_norm key there).
+CIAOSR_NAMES = ('ciaosr', 'LocalImplicitSREDSR', 'LocalImplicitSRRDN', 'LocalImplicitSRSWINIR')
 
 
 def normalisers(data_norm: Optional[Dict[str, Any]], device: torch.device
@@ -39,7 +42,7 @@ def norm_of_checkpoint(path: str, ckpt: Dict[str, Any]) -> Dict[str, Any]:
     """The data_norm a checkpoint's model was trained with: the checkpoint's own 'data_norm'
     (train_liif.py saves it; the official code ignores the extra key), else the data_norm of
     the run's config.yaml beside it (identity if that config has none), else the official
-    (x - 0.5) / 0.5 of every official config."""
+    (x - 0.5) / 0.5 of every official config (CiaoSR's: x - the DIV2K mean)."""
     if ckpt.get('data_norm') is not None:
         return checked_norm(ckpt['data_norm'], f'checkpoint {path}')
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), RUN_CONFIG)
@@ -48,6 +51,8 @@ def norm_of_checkpoint(path: str, ckpt: Dict[str, Any]) -> Dict[str, Any]:
         model = config.get('model')
         if isinstance(model, dict) and model.get('name') == ckpt['model'].get('name'):
             return checked_norm(config.get('data_norm'), config_path) or IDENTITY_NORM
+    if ckpt['model'].get('name') in CIAOSR_NAMES:
+        return CIAOSR_NORM
     return OFFICIAL_NORM
 
 
