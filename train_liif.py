@@ -55,8 +55,8 @@ from training import (OPTIMIZERS, Diverged, Distributed, EpochStats, TrainStep,
                       make_scheduler, mean_over_ranks, step_options_from_args, train_epoch,
                       unwrap)
 from training.checkpoints import (LAST, append_losses_csv, check_finite_weights,
-                                  check_run_dir, checkpoint, lock_run_folder, resume,
-                                  start_losses_csv)
+                                  check_run_dir, checkpoint, load_pre_train, lock_run_folder,
+                                  resume, start_losses_csv)
 from training.official import official_trainer
 from utils import resolve_device, save_atomic
 from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, run_main
@@ -146,6 +146,10 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     source, why = resume_source(args.resume, config.get('resume'), run_dir)
     epoch_start, best_psnr = resume(source, config, model, optimizer, scheduler,
                                     distributed.rank) if source else (1, -1e18)
+    if config.get('pre_train') and not source:  # a resumed run holds its pre_train already
+        fresh = load_pre_train(config['pre_train'], model)
+        log_lines.append(f"pre_train: weights from {config['pre_train']}; kept fresh: "
+                         + (', '.join(fresh) if fresh else 'none'))
 
     lock, writer = start_run_folder(run_dir, config, epoch_start, distributed.is_main)
     for line in log_lines + [why] * bool(why):

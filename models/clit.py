@@ -204,10 +204,18 @@ class CLIT(ImplicitDecoder):
         return torch.cat([values, rel_cell.unsqueeze(1).expand(B, Q, 2)], dim=-1)
 
     def forward(self, inp: torch.Tensor, coord, cell: Optional[torch.Tensor] = None,
-                *args, impl: str = 'reference'):
-        """Our signature (B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3); or the official
-        training call model(inp, coords, sample_coord, cell) with the list of level grids
-        (B, H_k, W_k, 2), (B, q, 2) queries and a (B, 2) cell -> every stage's (B, q, 3)."""
+                *args, impl: str = 'reference', levels: Optional[torch.Tensor] = None):
+        """Our signature (B, 3, h, w), (B, Q, 2), (B, Q, 2) -> (B, Q, 3), the levels from the
+        cell or, for training batches of per-stage scales, given ((K, 2) sizes of the levels
+        before the last); or the official training call model(inp, coords, sample_coord,
+        cell) with the list of level grids (B, H_k, W_k, 2), (B, q, 2) queries and a (B, 2)
+        cell -> every stage's (B, q, 3)."""
+        if levels is not None:
+            sizes = tuple(tuple(int(v) for v in size) for size in levels.tolist())
+            if len(sizes) >= self.stages:
+                raise ValueError(f"clit: {len(sizes) + 1} levels for {self.stages} stages")
+            feat = self.encode(inp)
+            return self.cascade(feat, self.stage_maps(feat, sizes), coord, cell[:, 0])[-1]
         if not isinstance(coord, (list, tuple)):
             return super().forward(inp, coord, cell, impl)
         sample_coord, cell = cell, args[0]

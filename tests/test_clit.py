@@ -214,3 +214,71 @@ def test_bad_cascade_arguments_are_refused():
         models.make({'name': 'clit', 'args': {**spec['args'], 'head': 3}})
 
 
+
+
+OFFICIAL_BATCHES = """
+import random, sys, numpy as np, torch
+sys.path.insert(0, '.')
+from datasets.cascaded_wrappers import SRImplicitDownsampledCascaded
+images = torch.load(sys.argv[1])
+random.seed(5); np.random.seed(5); torch.manual_seed(5)
+w = SRImplicitDownsampledCascaded(images, inp_size=6, batch_size=2, scale_min=[1, 1, 1],
+                                  scale_max=[4, 4, 2], sample_q=50, k=3, augment=True)
+out = []
+for b in range(4):
+    batch = w.collate_fn([w[2 * b], w[2 * b + 1]])
+    out.append({'inp': batch['inp'], 'coord': batch['sample_coord'], 'cell': batch['cell'],
+                'levels': [tuple(c.shape[1:3]) for c in batch['coords']], 'gt': batch['gt']})
+torch.save(out, sys.argv[2])
+"""
+
+
+def test_training_batches_are_the_official_wrappers(tmp_path):
+    """Same seed, same images: our CLIT training wrapper draws the official collate_fn's
+    batches (per-stage scales, the stage count cycling 3, 1, 2, 3, crops, flips, LR, sampled
+    queries), in our flat form."""
+    official = os.path.join(SHARED, 'official', 'clit')
+    if not os.path.isdir(official):
+        pytest.skip('no official CLIT code') if not os.environ.get('CI') else \
+            pytest.fail(f'no official CLIT code at {official}')
+    import random
+    import datasets
+    torch.manual_seed(0)
+    images = [torch.rand(3, 60 + 3 * i, 70 - 2 * i) for i in range(8)]
+    torch.save(images, tmp_path / 'images.pt')
+    subprocess.run([sys.executable, '-c', OFFICIAL_BATCHES, str(tmp_path / 'images.pt'),
+                    str(tmp_path / 'out.pt')], cwd=official, check=True, capture_output=True)
+    expected = torch.load(tmp_path / 'out.pt')
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    ours = datasets.make({'name': 'sr-implicit-downsampled-cascaded', 'args': {
+        'inp_size': 6, 'batch_size': 2, 'scale_min': [1, 1, 1], 'scale_max': [4, 4, 2],
+        'sample_q': 50, 'k': 3, 'augment': True}}, args={'dataset': images})
+    stages = []
+    for b, exp in enumerate(expected):
+        batch = ours.collate_fn([ours[2 * b], ours[2 * b + 1]])
+        assert torch.equal(batch['inp'], exp['inp'])
+        assert torch.equal(batch['coord'], exp['coord'])
+        assert [tuple(s) for s in batch['levels'].tolist()] == exp['levels'][:-1]
+        H, W = exp['levels'][-1]
+        assert torch.equal(batch['cell'][:, 0], exp['cell'])
+        gt = torch.nn.functional.grid_sample(exp['gt'], exp['coord'].flip(-1).unsqueeze(2),
+                                             mode='nearest', align_corners=False)
+        assert torch.equal(batch['gt'], gt[..., 0].transpose(1, 2))
+        stages.append(len(exp['levels']))
+    assert stages == [3, 1, 2, 3]
+
+
+def test_pre_train_copies_the_stage_before_and_keeps_the_new_stage_fresh():
+    from training.checkpoints import load_pre_train
+    lit = load_checkpoint(ref('tiny_lit.pth'))['model']
+    spec = load_checkpoint(ref('tiny_clit2.pth'))['model']
+    torch.manual_seed(0)
+    model = models.make({'name': 'clit', 'args': spec['args']})
+    fresh_before = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = load_pre_train(ref('tiny_lit.pth'), model)
+    sd = model.state_dict()
+    assert sorted(fresh) == sorted(k for k in sd if k not in lit['sd'])
+    assert fresh and all('.1.' in k for k in fresh)  # the second stage's convs and MLP
+    for k in sd:
+        expected = fresh_before[k] if k in fresh else lit['sd'][k]
+        assert torch.equal(sd[k], expected)

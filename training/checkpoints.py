@@ -9,7 +9,7 @@ import glob
 import os
 import random
 import warnings
-from typing import IO, Any, Dict, Optional, Tuple
+from typing import IO, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -187,6 +187,24 @@ def check_resumed_settings(ckpt: Dict[str, Any], config: Dict[str, Any], schedul
         raise ValueError(f"--resume: the config changes what {path} trained with "
                          f"({'; '.join(changes)}); a resumed run keeps its optimizer and "
                          "schedule: restore them, or start a new run (--name)")
+
+
+def load_pre_train(path: str, model: nn.Module) -> List[str]:
+    """CLIT's `pre_train`: every weight of the checkpoint that the model also has (same key)
+    is copied into it, as the official trainer does; the others keep their fresh values;
+    nothing is frozen, and the optimizer and schedule start afresh. Returns the keys kept
+    fresh. ValueError if a shared key's shape differs (naming it) or nothing is shared."""
+    given = load_checkpoint(path)['model']['sd']
+    sd = model.state_dict()
+    shared = {k: v for k, v in given.items() if k in sd}
+    wrong = [f'{k} {tuple(v.shape)} vs {tuple(sd[k].shape)}' for k, v in shared.items()
+             if v.shape != sd[k].shape]
+    if wrong or not shared:
+        raise ValueError(f"pre_train {path} does not fit the config's model: "
+                         + ('; '.join(wrong[:5]) if wrong else 'no key in common'))
+    sd.update(shared)
+    model.load_state_dict(sd)
+    return [k for k in sd if k not in shared]
 
 
 def resume(path: str, config: Dict[str, Any], model: nn.Module,

@@ -102,7 +102,9 @@ def make_loader(spec: Dict[str, Any], source: str, train: bool, distributed: Dis
         batch_size //= distributed.world_size
         sampler = DistributedSampler(dataset, distributed.world_size, distributed.rank,
                                      shuffle=True, seed=seed)
+    # CLIT's training wrapper draws per batch (datasets.cascaded): its own collate_fn.
     return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None,
+                      collate_fn=getattr(dataset, 'collate_fn', None),
                       sampler=sampler, num_workers=num_workers, drop_last=False,
                       pin_memory=device.type == 'cuda',
                       persistent_workers=persistent and num_workers > 0)

@@ -143,7 +143,8 @@ def check_fits(options: StepOptions, device: torch.device, distributed: bool = F
 
 def l1_objective(model: nn.Module, inp: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
                  gt: torch.Tensor, norms: Sequence[torch.Tensor], impl: str = 'fast',
-                 dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+                 dtype: Optional[torch.dtype] = None, levels: Optional[torch.Tensor] = None
+                 ) -> torch.Tensor:
     """The training loss: mean |model(normalised input) - normalised gt|.
 
     Args:
@@ -152,13 +153,16 @@ def l1_objective(model: nn.Module, inp: torch.Tensor, coord: torch.Tensor, cell:
         gt: (B, Q, 3) true RGB in [0, 1].
         norms: (inp_sub, inp_div, gt_sub, gt_div) of inference.normalisers.
         dtype: autocast dtype of the forward (None: float32).
+        levels: (K, 2) sizes of a cascade's levels before the last, for CLIT's training
+            batches (datasets.cascaded), handed to the model.
 
     Returns:
         () float32 loss.
     """
     inp_sub, inp_div, gt_sub, gt_div = norms
     with torch.autocast(inp.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-        pred = model((inp - inp_sub) / inp_div, coord, cell, impl=impl)
+        extra = {} if levels is None else {'levels': levels}
+        pred = model((inp - inp_sub) / inp_div, coord, cell, impl=impl, **extra)
     return nn.functional.l1_loss(pred.float(), (gt - gt_sub) / gt_div)
 
 
@@ -197,7 +201,7 @@ class TrainStep:
         if self.options.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
         args = (self.model, inp, batch['coord'], batch['cell'], batch['gt'], self.norms,
-                self.options.impl, self.dtype)
+                self.options.impl, self.dtype, batch.get('levels'))
         self.optimizer.zero_grad(set_to_none=True)
         if self.options.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()

@@ -139,6 +139,8 @@ def train_schema(models: Registry, datasets: Registry, optimizers: Sequence[str]
         'epoch_val': Int(1, nullable=True), 'epoch_save': Int(1, nullable=True),
         # The official LTE, SRNO and LMF configs end with `resume: <its epoch-last.pth>`.
         'resume': Str(what='a checkpoint path', nullable=True),
+        # CLIT's configs: start from the weights of the stage before (training.checkpoints).
+        'pre_train': Str(what='a checkpoint path', nullable=True),
     }, ['train_dataset', 'model', 'optimizer', 'epoch_max'])
 
 

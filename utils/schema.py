@@ -122,6 +122,26 @@ class ListOf(Field):
             self.item.check(v, f'{path}[{i}]')
 
 
+class Either(Field):
+    """A value that fits one of several fields."""
+
+    def __init__(self, *fields: Field, nullable: bool = False):
+        super().__init__(nullable)
+        self.fields = fields
+
+    def allowed(self) -> str:
+        return ' or '.join(f.allowed() for f in self.fields)
+
+    def check_value(self, value: Any, path: str) -> None:
+        for f in self.fields:
+            try:
+                f.check(value, path)
+                return
+            except ConfigError:
+                pass
+        self.fail(value, path)
+
+
 class Section(Field):
     """A mapping with the given fields; `required` keys must be present."""
 
@@ -171,10 +191,13 @@ class Spec(Field):
         args = value.get('args') or {}
         if not isinstance(args, dict):
             raise ConfigError(f"{path}.args: expected a mapping, got {_shown(args)}")
-        params = inspect.signature(self.registry.get(value['name'])).parameters
+        constructor = self.registry.get(value['name'])
+        params = inspect.signature(constructor).parameters
         if any(p.kind == p.VAR_KEYWORD for p in params.values()):
             return
-        fields = {name: self.ranges.get(name) or self.field_of(name, p)
+        # A constructor's own ranges (an `arg_ranges` attribute) before the shared ones.
+        own = getattr(constructor, 'arg_ranges', {})
+        fields = {name: own.get(name) or self.ranges.get(name) or self.field_of(name, p)
                   for name, p in params.items() if name not in self.injected}
         Section(fields).check(args, f'{path}.args')
 
