@@ -44,7 +44,7 @@ from functools import partial
 from typing import Any, Dict, List, Optional
 
 
-from inference import Renderer, load_decoder
+from inference import Renderer, load_decoder_and_norm
 from inference.cmsr import tables_for
 from inference.evaluation import Results, evaluate, test_loader
 from inference.options import RENDER_FLAGS, render_options
@@ -130,10 +130,17 @@ def run(args: argparse.Namespace) -> int:
     tiles = parse_tiles(args.ciaosr_tiles, args.protocol)
     metrics = args.metrics or (('ssim',) if protocol.eval_type and
                                protocol.eval_type.startswith('ssim-') else ('psnr',))
-    model = load_decoder(args.model, device)
+    model, checkpoint_norm = load_decoder_and_norm(args.model, device)
+    data_norm = config.get('data_norm')
+    if model.own_data_norm is not None:  # CiaoSR: its normalisation is part of the model
+        if data_norm not in (None, checkpoint_norm) and not args.quiet:
+            print(f"note: {type(model).__name__} normalises with its checkpoint's data_norm "
+                  f"{checkpoint_norm['inp']}, not the config's {data_norm['inp']}",
+                  file=sys.stderr)
+        data_norm = checkpoint_norm
     scale_max = SRNO_SCALE_MAX if args.mcell and args.scale_max is None else args.scale_max
     cmsr = tables_for(model, args.cmsr, args.model) if args.cmsr is not None else None
-    renderer = Renderer(model, config.get('data_norm'),
+    renderer = Renderer(model, data_norm,
                         render_options(args, window=args.window, cmsr=cmsr))
     results = evaluate(loader, renderer, eval_type, config.get('eval_bsize'), scale_max,
                        metrics, protocol, args.self_ensemble, args.metric_weights,

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.ciaosr_release import CIAOSR_NORM
 from .decoder import ImplicitDecoder
 from .ensemble import code_coords, code_indices, sample_bilinear, sample_nearest
 from .mlp import MLP
@@ -108,6 +109,7 @@ class CiaoSR(ImplicitDecoder):
     """
 
     separable_features = False  # the non-local branch sees the whole image (or tile)
+    own_data_norm = CIAOSR_NORM
 
     def __init__(self, encoder: Dict[str, Any], imnet_q: Dict[str, Any],
                  imnet_k: Dict[str, Any], imnet_v: Dict[str, Any], local_size: int = 2,

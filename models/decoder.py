@@ -84,6 +84,9 @@ class ImplicitDecoder(nn.Module):
             the encoder can run in tiles and bands decode from segments of the latent grid.
             CiaoSR's non-local branch sees the whole image: an image too large to run whole
             is rendered with its tiled test (inference.tiled_test), each tile an image.
+        own_data_norm: the normalisation every official config of the model uses, which its
+            checkpoints imply (CiaoSR's x - the DIV2K mean); test.py then uses the
+            checkpoint's, not a test config's (LIIF's test configs all say (x - 0.5) / 0.5).
         whole_grid: queries are not independent (SRNO's attention runs over all the queries
             decoded together), so the output depends on how queries are grouped. Renderers
             decode the whole grid in one call for such a model, unless a protocol asks for
@@ -101,6 +104,7 @@ class ImplicitDecoder(nn.Module):
     grid_queries: bool = False
     whole_grid: bool = False
     separable_features: bool = True
+    own_data_norm: Optional[dict] = None
     supports_cmsr: bool = False
     fast_chunk_size: Optional[int] = None
     code_reach: int = 3

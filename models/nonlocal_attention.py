@@ -73,7 +73,12 @@ class CrossScaleAttention(nn.Module):
             r1 = min(H, r0 + rows)
             score = F.conv2d(padded[..., r0:r1 + 2, :], keys)
             score = torch.softmax(score * SOFTMAX_SCALE, dim=1)         # (1, L, r1 - r0, W)
-            part = F.conv_transpose2d(score, values, stride=SCALE, padding=(0, pad))[0]
+            # The transposed convolution by the patches (stride 2), as one product and a
+            # fold: each position's weighted sum of the L patches, placed 2 apart.
+            n = r1 - r0
+            cols = values.flatten(1).t() @ score.view(score.shape[1], n * W)  # (C*36, n*W)
+            part = F.fold(cols.unsqueeze(0), (SCALE * n + 2 * pad, SCALE * W + 2 * pad), k,
+                          stride=SCALE)[0, :, :, pad:pad + SCALE * W]
             up[:, SCALE * r0:SCALE * r0 + part.shape[1]] += part
         up = up[:, pad:pad + SCALE * H]
         return self.down(up.unsqueeze(0))[0] / (SCALE * KSIZE)

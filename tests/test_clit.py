@@ -282,3 +282,21 @@ def test_pre_train_copies_the_stage_before_and_keeps_the_new_stage_fresh():
     for k in sd:
         expected = fresh_before[k] if k in fresh else lit['sd'][k]
         assert torch.equal(sd[k], expected)
+
+
+def test_latent_bands_at_x12_equal_the_whole_image():
+    """The renderer's bands (each band's codes encoded apart, queries moved into its frame)
+    give the whole-image output at x12, both stages included: code_reach covers the window,
+    the stage convolutions and the resampled level maps."""
+    from inference import Renderer
+    from inference.loading import load_decoder_and_norm
+    from inference.options import RenderOptions
+    model, norm = load_decoder_and_norm(ref('tiny_clit3.pth'), torch.device('cpu'))
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 24, 20)
+    whole = torch.cat([b for _, b in Renderer(model, norm).bands(image, (288, 240))])
+    banded = Renderer(model, norm, RenderOptions(band_rows=8))
+    plan = banded.plan((24, 20), torch.device('cpu'), (288, 240))
+    assert plan.band_rows == 8
+    out = torch.cat([b for _, b in banded.bands(image, (288, 240), plan)])
+    assert (out - whole).abs().max().item() < 1e-5
