@@ -79,7 +79,9 @@ def test_every_official_training_config_layout_is_checked():
 
 
 def test_make_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: bicubic, clit, "
+    with pytest.raises(ValueError, match=r"unknown model 'edsr_baseline'; known: "
+                                         r"LocalImplicitSREDSR, LocalImplicitSRRDN, "
+                                         r"LocalImplicitSRSWINIR, bicubic, ciaosr, clit, "
                                          r"edsr, edsr-baseline, galerkin, liif, lmliif, lmlte, "
                                          r"lmmlp, lte, lte-fast, metasr, mlp, posenc, rdn, "
                                          r"sronet, swinir$"):

@@ -174,8 +174,9 @@ def test_checkpoint_of_a_bare_encoder_is_refused_with_the_known_decoders(tmp_pat
                                    '--model', str(path))
     assert code == 2
     assert err == (f"error: {path} holds a 'edsr-baseline' model, which does not decode "
-                   "queries; expected one of: bicubic, ciaosr, clit, liif, lmliif, lmlte, lte, lte-fast, "
-                   "metasr, sronet\n")
+                   "queries; expected one of: LocalImplicitSREDSR, LocalImplicitSRRDN, "
+                   "LocalImplicitSRSWINIR, bicubic, ciaosr, clit, liif, lmliif, lmlte, lte, "
+                   "lte-fast, metasr, sronet\n")
 
 
 def test_unknown_encoder_lists_the_known_names():
