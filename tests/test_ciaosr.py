@@ -14,6 +14,7 @@ from inference.loading import load_decoder_and_norm
 from inference.options import RenderOptions
 from inference.tiled_test import check_tiles, tiled_predict, tiled_render
 from models.decoder import decode_in_chunks
+from test_models import assert_builds_layout
 from utils import load_checkpoint
 from utils.ciaosr_release import CIAOSR_NORM
 from utils.coords import make_coord
@@ -106,12 +107,7 @@ def test_official_configs_build_official_layouts_or_are_refused(config_name, lay
         with pytest.raises(ValueError, match='local_ensemble_coord'):
             models.make({'name': spec['type'], 'args': args})
         return
-    with torch.device('meta'):
-        model = models.make({'name': spec['type'], 'args': args})
-    sd = model.state_dict()
-    assert list(sd) == list(layout['state_dict'])
-    assert {k: list(v.shape) for k, v in sd.items()} == layout['state_dict']
-    assert sum(p.numel() for p in model.parameters()) == layout['num_params']
+    model = assert_builds_layout(layout, {'name': spec['type'], 'args': args}, ordered=True)
     encoder = sum(p.numel() for n, p in model.named_parameters()
                   if not n.startswith(('imnet_', 'cs_attn')))
     assert encoder == layout['num_params_encoder']

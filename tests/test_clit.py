@@ -14,6 +14,7 @@ import models
 import test as test_script
 from conftest import SHARED, load_json, shared_params, shared_path
 from models.clit import cascade_scales
+from test_models import assert_builds_layout
 from models.decoder import decode_in_chunks
 from utils import load_checkpoint
 from utils.metrics import ssim_clit
@@ -99,12 +100,7 @@ def test_every_layout_is_checked():
 
 @pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
 def test_official_configs_build_official_layouts_in_order(config_name, layout):
-    with torch.device('meta'):
-        model = models.make(layout['model_spec'])
-    sd = model.state_dict()
-    assert list(sd) == list(layout['state_dict'])
-    assert {k: list(v.shape) for k, v in sd.items()} == layout['state_dict']
-    assert sum(p.numel() for p in model.parameters()) == layout['num_params']
+    assert_builds_layout(layout, ordered=True)
 
 
 def test_ssim_is_clits_own():

@@ -60,13 +60,18 @@ def test_official_two_step_api_and_chunked_query_match_forward(case):
     assert (chunked - d['pred']).abs().max().item() < VECTOR_TOLERANCE
 
 
-def assert_builds_layout(layout):
-    """The spec of an official layout builds exactly its keys, shapes and parameter count."""
+def assert_builds_layout(layout, spec=None, ordered=False):
+    """The spec of an official layout (or `spec`) builds exactly its keys (in its order, if
+    `ordered`), shapes and parameter count; returns the model (on the meta device)."""
     with torch.device('meta'):
-        model = models.make(layout['model_spec'])
-    assert {k: list(v.shape) for k, v in model.state_dict().items()} == layout['state_dict']
+        model = models.make(spec or layout['model_spec'])
+    sd = model.state_dict()
+    if ordered:
+        assert list(sd) == list(layout['state_dict'])
+    assert {k: list(v.shape) for k, v in sd.items()} == layout['state_dict']
     if 'num_params' in layout:
         assert sum(p.numel() for p in model.parameters()) == layout['num_params']
+    return model
 
 
 @pytest.mark.parametrize('config_name,layout', shared_params(layouts, 2))
