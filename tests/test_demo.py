@@ -116,7 +116,8 @@ def test_16_bit_png_stays_16_bit(capsys, tmp_path):
     ('bad-folder', ['--output', '{tmp}/no/such/dir/out.png'], 'output folder does not exist'),
     ('bad-extension', ['--output', '{tmp}/out.xyz'], "cannot write '.xyz' images"),
     ('not-liif', ['--model', '{tmp}/encoder.pth'],
-     "holds a 'edsr-baseline' model, which does not decode queries; expected one of: bicubic, "
+     "holds a 'edsr-baseline' model, which does not decode queries; expected one of: "
+     "LocalImplicitSREDSR, LocalImplicitSRRDN, LocalImplicitSRSWINIR, bicubic, ciaosr, clit, "
      "liif, lmliif, lmlte, lte"),
     ('not-checkpoint', ['--model', '{tmp}/notes.png'], 'is a text file, not a checkpoint'),
 ])
