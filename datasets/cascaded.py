@@ -20,14 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from utils.cascade import SCALE_BASE, level_sizes
 from utils.coords import make_coord
 from utils.schema import Either, ListOf, Num
 from .datasets import register
 from .sampling import apply_flips, resize_bicubic
 from .wrappers import SRImplicitDownsampled, SRImplicitPaired
 
-# models.clit.SCALE_BASE: the cascade the model builds from a cell.
-SCALE_BASE = 4
 
 
 def check_test_args(name: str, inp_size: Optional[int], scale_base: float,
@@ -135,7 +134,7 @@ class CascadedTraining(Dataset):
         smallest = min(min(d['inp'].shape[-2:]) for d in datas)
         if math.prod(scales) * lr > smallest:
             scales[0] *= smallest / (math.prod(scales) * lr)
-        sizes = [round(lr * float(np.prod(scales[:i + 1]))) for i in range(len(scales))]
+        sizes = [rows for rows, _ in level_sizes(lr, lr, scales)]
         H = sizes[-1]
         crops = []
         for d in datas:

@@ -65,76 +65,82 @@ def grid_queries(rows: int, cols: int, batch: int, device: torch.device
     return coord, cell
 
 
+Decode = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def tile_rows(decode: Decode, inp: torch.Tensor, scale: int, tile: int, overlap: int
+              ) -> Iterator[Tuple[int, torch.Tensor]]:
+    """The tiled test a row of tiles at a time: (B, 3, h, w) input -> (first output row,
+    (B, 3, rows, w*scale) averaged output) as soon as no later tile touches those rows. Only
+    one row of tiles' sums and weights is held.
+
+    decode(tile_input, coord, cell) -> (B, Q, 3): the model on one tile as a whole image.
+    """
+    B, _, h, w = inp.shape
+    side, stride = check_tiles(h, w, tile, overlap)
+    starts = tile_starts(h, side, stride)
+    out = side * scale
+    acc = inp.new_zeros(B, 3, out, w * scale)
+    weight = inp.new_zeros(1, 1, out, w * scale)
+    coord, cell = grid_queries(out, out, B, inp.device)
+    base = 0                                           # the output row acc's first row is
+    for i, r in enumerate(starts):
+        rows = slice(r * scale - base, (r + side) * scale - base)
+        for c in tile_starts(w, side, stride):
+            pred = decode(inp[..., r:r + side, c:c + side], coord, cell)
+            cols = slice(c * scale, (c + side) * scale)
+            acc[..., rows, cols] += pred.transpose(1, 2).reshape(B, 3, out, out)
+            weight[..., rows, cols] += 1
+        done = (starts[i + 1] if i + 1 < len(starts) else h) * scale - base
+        yield base, acc[..., :done, :] / weight[..., :done, :]
+        keep = out - done  # rows the next row of tiles overlaps: moved to the top
+        acc[..., :keep, :] = acc[..., done:, :].clone()
+        weight[..., :keep, :] = weight[..., done:, :].clone()
+        acc[..., keep:, :] = 0
+        weight[..., keep:, :] = 0
+        base += done
+
+
+def tiled_predict(decode: Decode, inp: torch.Tensor, scale: int, tile: int, overlap: int
+                  ) -> torch.Tensor:
+    """(B, 3, h, w) normalised input -> (B, 3, h*scale, w*scale) normalised prediction (see
+    tile_rows)."""
+    return torch.cat([band for _, band in tile_rows(decode, inp, scale, tile, overlap)], dim=2)
+
+
+def scene_decoder(renderer) -> Decode:
+    """A renderer's (inference.Renderer) model on one tile as an image of its own: [0, 1] in,
+    de-normalised RGB out, not clamped (the restorer clamps the averaged output)."""
+    return lambda tile_image, coord, cell: \
+        renderer.scene(tile_image).decode(coord, cell, clamp=False)
+
+
 def tiled_render(renderer, image: torch.Tensor, scale: int, tile: int, overlap: int
                  ) -> torch.Tensor:
-    """A renderer's (inference.Renderer) model through the tiled test: (B, 3, h, w) image in
-    [0, 1] -> (B, h*scale * w*scale, 3) in [0, 1], each tile encoded as an image of its own,
-    the overlaps averaged before clamping (as the official restorer)."""
-    def decode(tile_image, coord, cell):
-        return renderer.scene(tile_image).decode(coord, cell, clamp=False)
-    out = tiled_predict(decode, image, scale, tile, overlap)
+    """The tiled test through a renderer: (B, 3, h, w) image in [0, 1] -> (B, h*scale *
+    w*scale, 3) in [0, 1], the overlaps averaged before clamping (as the official restorer)."""
+    out = tiled_predict(scene_decoder(renderer), image, scale, tile, overlap)
     return out.clamp_(0, 1).flatten(2).transpose(1, 2)
 
 
 def tiled_bands(renderer, image: torch.Tensor, size: Tuple[int, int], tiles: Tuple[int, int],
                 progress) -> Iterator[Tuple[int, torch.Tensor]]:
     """Renderer.bands through the tiled test: (1, 3, h, w) image in [0, 1] at an integer
-    scale -> (first row, (rows, W, 3) float32 CPU band in [0, 1]) once no later tile touches
-    its rows. Only one row of tiles' sums and weights is held."""
+    scale -> (first row, (rows, W, 3) float32 CPU band in [0, 1]), a band per row of tiles."""
     (H, W), (h, w) = size, image.shape[-2:]
     scale = H // h
     if H != h * scale or W != w * scale:
         raise ValueError(f"the tiled test renders integer scales (the same on both axes): a "
                          f"{w}x{h} input cannot give {W}x{H}")
-    side, stride = check_tiles(h, w, *tiles)
-    starts = tile_starts(h, side, stride)
-    out = side * scale
-    acc = torch.zeros(3, out, W, device=image.device)
-    weight = torch.zeros(1, out, W, device=image.device)
-    coord, cell = grid_queries(out, out, 1, image.device)
     progress.output_rows_total, progress.encoder_rows_total = H, h
-    base = 0                                           # the output row acc's first row is
-    for i, r in enumerate(starts):
-        start = time.perf_counter()
-        for c in tile_starts(w, side, stride):
-            scene = renderer.scene(image[..., r:r + side, c:c + side])
-            pred = scene.decode(coord, cell, clamp=False)[0].t().view(3, out, out)
-            acc[:, r * scale - base:(r + side) * scale - base, c * scale:(c + side) * scale] += pred
-            weight[:, r * scale - base:(r + side) * scale - base,
-                   c * scale:(c + side) * scale] += 1
-        done = (starts[i + 1] if i + 1 < len(starts) else h) * scale - base
-        band = (acc[:, :done] / weight[:, :done]).clamp_(0, 1).permute(1, 2, 0).cpu()
-        keep = out - done  # rows the next row of tiles overlaps: moved to the top
-        acc[:, :keep] = acc[:, done:].clone()
-        weight[:, :keep] = weight[:, done:].clone()
-        acc[:, keep:] = 0
-        weight[:, keep:] = 0
-        progress.encoder_rows = min(h, r + side)
+    start = time.perf_counter()
+    for row0, band in tile_rows(scene_decoder(renderer), image, scale, *tiles):
+        rows = band.shape[-2]
+        progress.encoder_rows = min(h, (row0 + rows) // scale)
         progress.bands += 1
-        progress.output_rows += done
+        progress.output_rows += rows
         if progress.bands > 1:  # the first pays for warm-up
-            progress.rate_rows += done
+            progress.rate_rows += rows
             progress.rate_seconds += time.perf_counter() - start
-        yield base, band
-        base += done
-
-
-def tiled_predict(decode: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-                  inp: torch.Tensor, scale: int, tile: int, overlap: int) -> torch.Tensor:
-    """(B, 3, h, w) normalised input -> (B, 3, h*scale, w*scale) normalised prediction.
-
-    decode(tile_input, coord, cell) -> (B, Q, 3): the model on one tile as a whole image.
-    """
-    B, _, h, w = inp.shape
-    side, stride = check_tiles(h, w, tile, overlap)
-    out = inp.new_zeros(B, 3, h * scale, w * scale)
-    weight = torch.zeros_like(out)
-    coord, cell = grid_queries(side * scale, side * scale, B, inp.device)
-    for r in tile_starts(h, side, stride):
-        for c in tile_starts(w, side, stride):
-            pred = decode(inp[..., r:r + side, c:c + side], coord, cell)
-            pred = pred.transpose(1, 2).reshape(B, 3, side * scale, side * scale)
-            rows, cols = slice(r * scale, (r + side) * scale), slice(c * scale, (c + side) * scale)
-            out[..., rows, cols] += pred
-            weight[..., rows, cols] += 1
-    return out / weight
+        yield row0, band[0].clamp_(0, 1).permute(1, 2, 0).cpu()
+        start = time.perf_counter()

@@ -21,37 +21,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.cascade import cascade_scales, level_sizes
 from utils.coords import make_coord
 
 from .decoder import ImplicitDecoder
 from .ensemble import code_coords, sample_bilinear
 from .models import make, register
 
-# The test wrappers' scale_base (every official test config): stages of x4, then the rest.
-SCALE_BASE = 4
 # Each stage's output is added to 0.75 times the accumulated output of the stages before it.
 CARRY = 0.75
 # A scale read from a cell within this of an integer is that integer (2 / cell in float32
 # is not exact), so that x16 is [4, 4], not [4, 4, 1.0000001].
 SCALE_SNAP = 1e-4
-
-
-def cascade_scales(scale: float, base: float = SCALE_BASE) -> List[float]:
-    """The official sample_system_scale: s <= base -> [s]; else base, then base while the
-    rest is >= base, then the rest (x12 -> [4, 3], x18 -> [4, 4, 1.125])."""
-    if scale <= base:
-        return [scale]
-    scales, rest = [base], scale / base
-    while rest > 1:
-        scales.append(base if rest >= base else rest)
-        rest /= base
-    return scales
-
-
-def level_sizes(h: int, w: int, scales: Sequence[float]) -> List[Tuple[int, int]]:
-    """(rows, cols) of each cascade level of an (h, w) input: round(h * prod(scales[:k+1]))."""
-    return [(round(h * math.prod(scales[:k + 1])), round(w * math.prod(scales[:k + 1])))
-            for k in range(len(scales))]
 
 
 class CLITFeat(NamedTuple):

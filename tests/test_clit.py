@@ -13,7 +13,7 @@ import torch
 import models
 import test as test_script
 from conftest import SHARED, load_json, shared_params, shared_path
-from models.clit import cascade_scales
+from utils.cascade import cascade_scales
 from test_models import assert_builds_layout
 from models.decoder import decode_in_chunks
 from utils import load_checkpoint

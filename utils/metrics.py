@@ -191,10 +191,10 @@ def make_protocol(name: str, eval_type: Optional[str], y_channel: Optional[bool]
             raise ValueError(f"{name}'s protocol takes its channels and border from "
                              "eval_type; --y-channel and --crop-border are for --protocol "
                              "basicsr")
-        if name == 'clit' and SSIM_EVAL_TYPE.match(str(eval_type)):
+        if SSIM_EVAL_TYPE.match(str(eval_type)):
+            if name != 'clit':
+                make_metric(eval_type)  # raises: the eval_type is CLIT's
             return Protocol('clit', False, False, 0, eval_type)
-        if eval_type is not None and SSIM_EVAL_TYPE.match(str(eval_type)):
-            make_metric(eval_type)  # says: CLIT's eval_type
         kind = EVAL_TYPE_PATTERN.match(eval_type).group(1) if eval_type else None
         shave = 0 if kind is None else scale + (DIV2K_EXTRA_SHAVE if kind == 'div2k' else 0)
         return Protocol(name, False, kind == 'benchmark', shave, eval_type)
