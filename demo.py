@@ -43,10 +43,11 @@ from inference.bands import Progress
 from inference.cmsr import tables_for
 from inference.options import CHUNK_SIZE, RENDER_FLAGS, render_options
 from utils import resolve_device
-from utils.cli import DEVICE, run_main
+from utils.cli import DEVICE, ArgumentParser, run_main
 from utils.devices import precision_note, return_freed_memory
 from utils.image_io import ImageData, check_output, is_srgb, read_image, resize_alpha
-from utils.image_io.write import memory_needed, output_bits, output_format, write_bands
+from utils.image_io.write import (NO_SIDE_LIMIT, memory_needed, output_bits, output_format,
+                                   write_bands)
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
@@ -62,8 +63,7 @@ class DemoError(ValueError):
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--input', default=DEFAULT_INPUT, help='input image (default: the sample)')
     parser.add_argument('--output', default=None,
                         help='output image; its extension sets the format '
@@ -110,6 +110,9 @@ def output_size(args: argparse.Namespace, h: int, w: int) -> Tuple[int, int]:
         if min(sh, sw) < 1 and not args.allow_downscale:
             raise DemoError(f"--scale {text} is below 1; LIIF is for upscaling "
                             "(pass --allow-downscale to render smaller anyway)")
+        if max(h * sh, w * sw) > NO_SIDE_LIMIT:
+            raise DemoError(f"--scale {text} asks for {w * sw:.3g}x{h * sh:.3g} pixels: no "
+                            "format holds it: ask for a smaller --scale or --resolution")
         H, W = round(h * sh), round(w * sw)
     if H <= 0 or W <= 0:
         raise DemoError(f"output size must be positive, got {W}x{H}")

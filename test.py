@@ -51,8 +51,8 @@ from inference.options import RENDER_FLAGS, render_options
 from inference.self_ensemble import MODES
 from inference.tiled_test import parse_tiles
 from utils import resolve_device
-from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, num_workers,
-                       run_main)
+from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, ArgumentParser, num_workers,
+                       number, run_main)
 from utils.devices import precision_note, return_freed_memory
 from utils.files import atomic_path
 from utils.metrics import PROTOCOLS, eval_scale, make_protocol, parse_metrics
@@ -61,18 +61,17 @@ SRNO_SCALE_MAX = 4  # SRNO's test.py default, used by --mcell
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True, help='test config (YAML)')
     parser.add_argument('--model', required=True,
                         help="checkpoint in the official format (.pth), or 'bicubic' for the "
                              'bicubic-interpolation baseline')
     for names, spec in (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, *RENDER_FLAGS):
         parser.add_argument(*names, **spec)
-    parser.add_argument('--window', type=int, default=0, metavar='N',
+    parser.add_argument('--window', type=number(int, 0), default=0, metavar='N',
                         help="LTE's SwinIR protocol: mirror-pad inputs to a multiple of N, crop "
                              'the output (default: 0, off)')
-    parser.add_argument('--scale-max', type=float, default=None, metavar='S',
+    parser.add_argument('--scale-max', type=number(float, 0, above=True), default=None, metavar='S',
                         help="LTE's cell clipping: cells times max(scale / S, 1), the scale "
                              'from eval_type (default: off, as in LIIF; LTE uses 4)')
     parser.add_argument('--mcell', action='store_true',
@@ -94,7 +93,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              "(default 192,32 with --protocol ciaosr, else off), or none")
     parser.add_argument('--y-channel', action='store_true',
                         help='basicsr protocol: score the Y channel (BT.601), not RGB')
-    parser.add_argument('--crop-border', type=int, default=None, metavar='N',
+    parser.add_argument('--crop-border', type=number(int, 0), default=None, metavar='N',
                         help='basicsr protocol: pixels cropped off each side (default: the '
                              'scale of eval_type)')
     parser.add_argument('--self-ensemble', choices=sorted(MODES), default=None,

@@ -32,7 +32,9 @@ Examples:
 """
 import argparse
 import logging
+import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -54,31 +56,33 @@ from training import (OPTIMIZERS, Diverged, Distributed, EpochStats, TrainStep,
                       add_step_arguments, first_sample_shapes, make_loader, make_optimizer,
                       make_scheduler, mean_over_ranks, step_options_from_args, train_epoch,
                       unwrap)
-from training.checkpoints import (LAST, append_losses_csv, check_finite_weights,
-                                  check_run_dir, checkpoint, load_pre_train, lock_run_folder,
-                                  resume, start_losses_csv)
+from training.checkpoints import (LAST, append_losses_csv, check_finite_weights, check_loss,
+                                  check_run_dir, checkpoint, largest_weight, load_pre_train,
+                                  lock_run_folder, resume, run_seed, start_losses_csv)
 from training.official import official_trainer
 from utils import resolve_device, save_atomic
-from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, run_main
+from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, ArgumentParser, number, run_main
 from utils.config import read_config, train_schema
-from utils.devices import precision_note
+from utils.devices import available_memory, precision_note
 from utils.normalization import normalisers
 
 logger = logging.getLogger('train')
 # Exit status of a run stopped because its loss or weights stopped being finite (bad input
 # and other errors: 2).
 DIVERGED_STATUS = 3
+# Bytes a parameter byte costs in training: its weight, gradient and Adam's two moments.
+BYTES_PER_PARAM_BYTE = 4
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True, help='training config (YAML)')
     parser.add_argument('--name', default=None, help='run name (default: the config file name)')
     parser.add_argument('--save-dir', default='save', help='parent of run folders (default: save)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from <run folder>/epoch-last.pth')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default: 0)')
+    parser.add_argument('--seed', type=number(int, 0, 2 ** 32 - 1), default=None,
+                        help='random seed (default: 0; a resumed run continues its own)')
     for names, spec in (DEVICE, DATA_ROOT, NUM_WORKERS, OVERRIDES):
         parser.add_argument(*names, **spec)
     add_step_arguments(parser)
@@ -105,6 +109,7 @@ class Run:
     lock: Any
     impl: str
     progress: bool
+    seed: int
 
 
 def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
@@ -113,6 +118,9 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     config = read_config(args.config, args.overrides,
                          train_schema(models.MODELS, datasets.DATASETS, OPTIMIZERS),
                          args.data_root)
+    if config.get('epoch_val') and config.get('val_dataset') is None:
+        raise ValueError(f"{args.config}: epoch_val: {config['epoch_val']} asks for validation, "
+                         "but the config has no val_dataset (give one, or epoch_val: null)")
     device = resolve_device(args.device)
     if distributed.enabled and device.type == 'cuda':
         device = torch.device('cuda', distributed.local_rank)
@@ -121,11 +129,12 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     note = precision_note(device, options.precision)
     if note and distributed.is_main:
         print(note, file=sys.stderr)
-    run_dir = os.path.join(args.save_dir,
-                           args.name or os.path.splitext(os.path.basename(args.config))[0])
+    run_dir = run_folder(args)
     check_run_dir(args.save_dir, run_dir, args.resume)
     distributed.init(device)
-    seed = args.seed + distributed.rank  # seeded once, here
+    source, why = resume_source(args.resume, config.get('resume'), run_dir)
+    base_seed = run_seed(source, args.seed)
+    seed = base_seed + distributed.rank  # seeded once, here
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
@@ -133,17 +142,20 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     # In the official trainers' order, each dataset's sample 0 drawn as theirs draw it.
     persistent = official_trainer(config['model']['name']).persistent_workers
     train_loader = make_loader(config['train_dataset'], f'{args.config}: train_dataset', True,
-                               distributed, args.num_workers, device, args.seed, persistent)
+                               distributed, args.num_workers, device, base_seed, persistent)
     log_lines = first_sample_shapes(train_loader, 'train')
     val_loader = None
     if config.get('val_dataset') is not None and distributed.is_main:
         val_loader = make_loader(config['val_dataset'], f'{args.config}: val_dataset', False,
-                                 distributed, args.num_workers, device, args.seed, persistent)
+                                 distributed, args.num_workers, device, base_seed, persistent)
         log_lines += first_sample_shapes(val_loader, 'val')
-    model = models.make(config['model']).to(device)
+    available = available_memory()
+    model = models.make(config['model'], source=f"{args.config}: model",
+                        max_bytes=None if available is None else available / BYTES_PER_PARAM_BYTE,
+                        per_byte=" (x4 in training: weights, gradients, Adam's two moments)"
+                        ).to(device)
     optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
     scheduler = make_scheduler(config, optimizer)
-    source, why = resume_source(args.resume, config.get('resume'), run_dir)
     epoch_start, best_psnr = resume(source, config, model, optimizer, scheduler,
                                     distributed.rank) if source else (1, -1e18)
     if config.get('pre_train') and not source:  # a resumed run holds its pre_train already
@@ -168,7 +180,7 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
     step = TrainStep(model, optimizer, normalisers(config.get('data_norm'), device), options)
     return Run(config, run_dir, device, distributed, train_loader, val_loader, model,
                optimizer, scheduler, step, epoch_start, best_psnr, writer, lock, args.impl,
-               not args.quiet and distributed.is_main)
+               not args.quiet and distributed.is_main, base_seed)
 
 
 def resume_source(flag: bool, config_resume: Optional[str], run_dir: str):
@@ -209,6 +221,7 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
         logger.info(f'{os.path.join(run.run_dir, LAST)} is at epoch {run.epoch_start - 1}, '
                     f'epoch_max is {epoch_max}: nothing left to train (raise epoch_max with '
                     '--set to go on)')
+    first_weight, lowest_loss = largest_weight(unwrap(run.model)), None
     for epoch in range(run.epoch_start, epoch_max + 1):
         start = time.time()
         if isinstance(run.train_loader.sampler, DistributedSampler):
@@ -218,10 +231,13 @@ def train(args: argparse.Namespace, distributed: Distributed) -> int:
         try:
             stats = train_epoch(run.step, run.train_loader, run.device, f'epoch {epoch}',
                                 progress=run.progress)
-            check_finite_weights(unwrap(run.model), f'epoch {epoch}')
+            check_finite_weights(unwrap(run.model), f'epoch {epoch}', first_weight)
+            if not distributed.enabled:  # (each process has its own mean: no collective here)
+                check_loss(stats.mean_loss, lowest_loss, f'epoch {epoch}')
+                lowest_loss = min(lowest_loss or math.inf, stats.mean_loss)
         except Diverged as e:
             kept = f"{os.path.join(run.run_dir, LAST)} keeps epoch {epoch - 1}, the last " \
-                "finite one" if epoch > 1 else "none was written"
+                "good one" if epoch > 1 else "none was written"
             raise Diverged(f"{e}; stopped before writing a checkpoint ({kept})") from None
         if run.scheduler is not None:
             run.scheduler.step()
@@ -270,7 +286,7 @@ def end_epoch(run: Run, epoch: int, lr: float, stats: EpochStats, start: float) 
     best = val_psnr is not None and val_psnr > run.best_psnr
     run.best_psnr = val_psnr if best else run.best_psnr
     sv = checkpoint(config, unwrap(run.model), run.optimizer, run.scheduler, epoch,
-                    run.best_psnr, run.distributed.rank)
+                    run.best_psnr, run.distributed.rank, run.seed)
     append_losses_csv(os.path.join(run.run_dir, 'losses.csv'), epoch, stats.losses)
     # epoch-<N> before epoch-last: killed in between, the run resumes at epoch N and writes
     # epoch-<N> again, so the series has no hole.
@@ -284,15 +300,34 @@ def end_epoch(run: Run, epoch: int, lr: float, stats: EpochStats, start: float) 
     writer.flush()
 
 
+def run_folder(args: argparse.Namespace) -> str:
+    """--save-dir/--name, the name defaulting to the config file's."""
+    return os.path.join(args.save_dir,
+                        args.name or os.path.splitext(os.path.basename(args.config))[0])
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What a stopped run says: where it can continue from (--resume)."""
+    last = os.path.join(run_folder(args), LAST)
+    try:
+        epoch = torch.load(last, map_location='cpu', weights_only=True, mmap=True)['epoch']
+    except (OSError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError):  # none yet
+        return 'interrupted before the first epoch ended; no checkpoint was written'
+    return f'interrupted; {last} holds epoch {epoch}: continue with --resume'
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    distributed = Distributed()
+    distributed: List[Distributed] = []  # made in the body: a bad torchrun variable is an error
+
+    def body() -> int:
+        distributed.append(Distributed())
+        return train(args, distributed[0])
     try:
-        return run_main(partial(train, args, distributed),
-                        'interrupted; the run continues from its last epoch with --resume',
-                        {Diverged: DIVERGED_STATUS})
+        return run_main(body, partial(interrupted, args), {Diverged: DIVERGED_STATUS})
     finally:
-        distributed.close()
+        if distributed:
+            distributed[0].close()
 
 
 if __name__ == '__main__':

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from utils import resolve_device
-from utils.cli import DEVICE, run_main
-from utils.devices import NATIVE_CPU_FLAGS, PRECISIONS, cpu_flags
+from utils.cli import DEVICE, ArgumentParser, number, run_main
+from utils.devices import NATIVE_CPU_FLAGS, PRECISIONS, cpu_flags, precision_note
 from utils.image_io.read import read_image
-from webviewer.server import Viewer, check_port, serve
+from webviewer.server import Viewer, check_host, check_port, serve
 from webviewer.tiles import load_panes, png_bytes
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -34,8 +34,7 @@ DEFAULT_INPUT = os.path.join(REPO, 'assets', 'astronaut-128.png')
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--input', default=DEFAULT_INPUT, help='image to view (default: the '
                                                                'bundled sample)')
     parser.add_argument('--model', action='append', default=None,
@@ -47,14 +46,14 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'pairs are): each pane shows its PSNR over the visible region')
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to bind (default: %(default)s, this machine only)')
-    parser.add_argument('--port', type=int, default=8765, help='port; 0 picks a free one '
-                                                               '(default: %(default)s)')
+    parser.add_argument('--port', type=number(int, 0, 65535), default=8765,
+                        help='port; 0 picks a free one (default: %(default)s)')
     for names, spec in (DEVICE,):
         parser.add_argument(*names, **spec)
     parser.add_argument('--precision', choices=['auto', *PRECISIONS], default='auto',
                         help='decoder precision; auto: bf16 where the CPU computes it natively '
                              '(or on a GPU), else fp32 (default: auto)')
-    parser.add_argument('--cache', type=int, default=256, metavar='MB',
+    parser.add_argument('--cache', type=number(int, 1), default=256, metavar='MB',
                         help='memory bound of the tile cache (default: %(default)s MB)')
     parser.add_argument('--save-dir', default=os.path.join('outputs', 'viewer'),
                         help='folder of "Save view" PNGs (default: %(default)s)')
@@ -72,6 +71,9 @@ def auto_precision(device: torch.device) -> str:
 def build(args: argparse.Namespace) -> Viewer:
     device = resolve_device(args.device)
     precision = auto_precision(device) if args.precision == 'auto' else args.precision
+    note = precision_note(device, precision)
+    if note:
+        print(note, file=sys.stderr)
     image = read_image(args.input)
     rgb = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
     models = args.model or [DEFAULT_MODEL]
@@ -97,6 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def body() -> int:
         check_port(args.port)
+        check_host(args.host)
         viewer = build(args)
         server = serve(viewer, args.host, args.port)
         host, port = server.server_address[:2]

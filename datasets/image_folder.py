@@ -1,9 +1,8 @@
 """Folders of images, optionally paired (LR folder, HR folder), read as float tensors."""
 import json
-import logging
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -13,7 +12,6 @@ from utils.files import atomic_path
 from utils.image_io import read_image
 from .datasets import register
 
-logger = logging.getLogger(__name__)
 CACHE_MODES = ('none', 'bin', 'in_memory')
 # EDSR LR file names end in x<scale>: babyx4.png is the LR of baby.png.
 SCALE_SUFFIX = re.compile(r'x\d+$')
@@ -36,6 +34,18 @@ def read_rgb(path: str) -> torch.Tensor:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
     return torch.from_numpy(read_image(path).rgb).permute(2, 0, 1).contiguous()
+
+
+def check_unique_stems(names: List[str], out_name: Callable[[str], str]) -> None:
+    """ValueError if two input names give the same output file name (a.png and a.jpg both
+    writing a.png: one would silently replace the other)."""
+    seen: Dict[str, str] = {}
+    for name in names:
+        out = out_name(name)
+        if out in seen:
+            raise ValueError(f"'{seen[out]}' and '{name}' would both write {out}; rename or "
+                             "move one of them")
+        seen[out] = name
 
 
 def list_images(root_path: str, split_file: Optional[str] = None,
@@ -141,49 +151,59 @@ class ImageFolder(Dataset):
         return x
 
 
-def pair_names(names_1: List[str], names_2: List[str]) -> List[Tuple[int, int]]:
-    """Index pairs matching folder 1 to folder 2 by name.
+def pair_names(names_1: List[str], names_2: List[str], pairing: str = 'name',
+               folders: Tuple[str, str] = ('folder 1', 'folder 2')) -> List[Tuple[int, int]]:
+    """Index pairs matching folder 1 to folder 2.
 
-    A file of folder 1 matches the file of folder 2 with the same stem, or with the stem
-    less an EDSR `x<scale>` suffix. If the names do not match that way, the sorted orders
-    are paired as in the official code (same number of files needed).
+    pairing 'name': a file of folder 1 matches the file of folder 2 with the same stem, or
+    with the stem less an EDSR `x<scale>` suffix; every file must have one partner (ValueError
+    naming the first that has none). 'sorted': the sorted orders are paired, as the official
+    code does (same number of files needed).
     """
+    if pairing not in ('name', 'sorted'):
+        raise ValueError(f"pairing must be 'name' or 'sorted', got {pairing!r}")
+    if pairing == 'sorted':
+        if len(names_1) != len(names_2):
+            raise ValueError(f"paired folders differ in size ({len(names_1)} vs "
+                             f"{len(names_2)} images): sorted-order pairing needs as many")
+        return [(i, i) for i in range(len(names_1))]
     stems_2 = {os.path.splitext(n)[0]: j for j, n in enumerate(names_2)}
-    pairs = []
+    pairs, seen = [], {}
+    hint = "names pair by stem, less an x<scale> suffix; `pairing: sorted` in the dataset's " \
+        "args pairs the sorted orders instead, as the official code does"
     for i, name in enumerate(names_1):
         stem = os.path.splitext(name)[0]
         j = stems_2.get(stem, stems_2.get(SCALE_SUFFIX.sub('', stem)))
         if j is None:
-            break
+            raise ValueError(f"paired folders: '{name}' has no partner in {folders[1]} "
+                             f"({hint})")
+        if j in seen:
+            raise ValueError(f"paired folders: '{names_1[seen[j]]}' and '{name}' both pair "
+                             f"with '{names_2[j]}' (one image would be scored twice and "
+                             "another never); each file must pair with one")
+        seen[j] = i
         pairs.append((i, j))
-    if len(pairs) == len(names_1) == len(names_2):
-        seen: Dict[int, int] = {}
-        for i, j in pairs:
-            if j in seen:
-                raise ValueError(f"paired folders: '{names_1[seen[j]]}' and '{names_1[i]}' "
-                                 f"both pair with '{names_2[j]}' (one image would be scored "
-                                 "twice and another never); each file must pair with one")
-            seen[j] = i
-        return pairs
-    if len(names_1) != len(names_2):
-        raise ValueError(f"paired folders differ in size ({len(names_1)} vs {len(names_2)} "
-                         "images) and their names do not match one to one")
-    logger.warning('paired folders: names do not match; pairing files in sorted order')
-    return [(i, i) for i in range(len(names_1))]
+    unpaired = [n for j, n in enumerate(names_2) if j not in seen]
+    if unpaired:
+        raise ValueError(f"paired folders: '{unpaired[0]}' has no partner in {folders[0]} "
+                         f"({hint})")
+    return pairs
 
 
 @register('paired-image-folders')
 class PairedImageFolders(Dataset):
-    """(image of folder 1, image of folder 2) pairs, e.g. (LR, HR); args as ImageFolder."""
+    """(image of folder 1, image of folder 2) pairs, e.g. (LR, HR); args as ImageFolder, and
+    pairing: 'name' (by file name: see pair_names) or 'sorted' (the official code's)."""
 
     def __init__(self, root_path_1: str, root_path_2: str, split_file: Optional[str] = None,
                  split_key: Optional[str] = None, first_k: Optional[int] = None,
-                 repeat: int = 1, cache: str = 'none'):
+                 repeat: int = 1, cache: str = 'none', pairing: str = 'name'):
         kwargs = dict(split_file=split_file, split_key=split_key, first_k=first_k,
                       repeat=repeat, cache=cache)
         self.dataset_1 = ImageFolder(root_path_1, **kwargs)
         self.dataset_2 = ImageFolder(root_path_2, **kwargs)
-        self.pairs = pair_names(self.dataset_1.names, self.dataset_2.names)
+        self.pairs = pair_names(self.dataset_1.names, self.dataset_2.names, pairing,
+                                (root_path_1, root_path_2))
 
     def __len__(self) -> int:
         return len(self.pairs) * self.dataset_1.repeat

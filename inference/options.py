@@ -6,7 +6,7 @@ from typing import Dict, Optional, Tuple, Union
 
 from models import IMPLS, check_impl
 from models.cmsr import check_tables
-from utils.cli import Flag, memory_size
+from utils.cli import Flag, memory_size, number
 from utils.devices import PRECISIONS, check_precision
 
 
@@ -85,7 +85,7 @@ RENDER_FLAGS: Tuple[Flag, ...] = (
              "sized to fit, with the same output (default: half the memory available, or 80%% "
              "of the GPU's free memory)")),
     (('--encoder-tile',), dict(
-        type=int, default=0, metavar='N',
+        type=number(int, 0), default=0, metavar='N',
         help='force encoder tiles of N x N codes with a halo (in demo.py, and latent bands of '
              'N rows), the same output; 0 lets --max-memory decide (default: 0)')),
     (('--compile',), dict(
@@ -95,7 +95,7 @@ RENDER_FLAGS: Tuple[Flag, ...] = (
              '1.5x in bf16 on our CPU); falls back with a warning where it cannot compile')),
 )
 CHUNK_SIZE: Flag = (('--chunk-size', '--tile'), dict(
-    dest='chunk_size', type=int, default=None,
+    dest='chunk_size', type=number(int, 1), default=None,
     help="most output pixels decoded at once, in bands of whole rows (default: the memory "
          "plan's: 4096 queries per call for the fast path on a CPU, bands of 65536 pixels; on "
          "a GPU as many as its memory budget allows)"))

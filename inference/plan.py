@@ -14,6 +14,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from models import ImplicitDecoder
+from utils.devices import available_memory
 from utils.image_io.write import PNG_THREADS, QUEUED_PER_THREAD
 from utils.units import format_bytes
 from .costs import Costs
@@ -81,14 +82,8 @@ def default_budget(device: torch.device) -> int:
     if device.type == 'cuda':
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.8)
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024 // 2
-    except (OSError, ValueError, IndexError):
-        pass
-    return FALLBACK_BUDGET
+    available = available_memory()
+    return FALLBACK_BUDGET if available is None else available // 2
 
 
 def queries_per_call(model: ImplicitDecoder, options: RenderOptions, device: torch.device,

@@ -10,6 +10,8 @@ from one memory plan (inference.plan). A Scene is one image ready to decode at a
 bounded memory (demo.py; inference.bands).
 """
 import logging
+import math
+import numbers
 import time
 from dataclasses import replace
 from typing import Any, Dict, Iterator, Optional, Tuple
@@ -105,6 +107,24 @@ class Scene:
         return to_image(pred, self.gt_norm, clamp)
 
 
+# An image in [0, 1] may overshoot a little (a bicubic resize); beyond these it is not one.
+IMAGE_RANGE = (-0.5, 1.5)
+
+
+def check_image(image: torch.Tensor) -> None:
+    """ValueError unless `image` is a (B, 3, h, w) floating tensor of finite values in [0, 1]
+    (within IMAGE_RANGE): an 8-bit image in 0..255 would render saturated without a word."""
+    if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
+        raise ValueError(f"image: expected a (B, 3, h, w) float tensor, got {image.dtype} of "
+                         f"shape {tuple(image.shape)}")
+    lo, hi = image.min().item(), image.max().item()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("image: holds NaN or infinite values")
+    if lo < IMAGE_RANGE[0] or hi > IMAGE_RANGE[1]:
+        raise ValueError(f"image: expected values in [0, 1], got {lo:g} to {hi:g}"
+                         + (" (8-bit values? divide by 255)" if hi > 2 else ''))
+
+
 class Renderer:
     """A model, its data normalisation and the options to run it with.
 
@@ -146,6 +166,7 @@ class Renderer:
     def normalise(self, image: torch.Tensor) -> Tuple[torch.Tensor, Norm]:
         """(B, 3, h, w) image in [0, 1] -> (the model's input, padded to the window; the
         (gt_sub, gt_div) that `to_image` de-normalises with, on the image's device)."""
+        check_image(image)
         inp_sub, inp_div, gt_sub, gt_div = normalisers(self.data_norm, image.device)
         inp = (image - inp_sub).div_(inp_div)
         inp = pad_to_window(inp, self.options.window) if self.options.window else inp
@@ -189,6 +210,8 @@ class Renderer:
             (first row, (rows, W, 3) float32 CPU tensor in [0, 1], clamped, not quantised).
         """
         H, W = size
+        if not all(isinstance(v, numbers.Integral) and v >= 1 for v in (H, W)):
+            raise ValueError(f"bands: the output size must be two integers >= 1, got {size}")
         h, w = image.shape[-2:]
         plan = plan or self.plan((h, w), image.device, size)
         progress = progress or Progress()

@@ -33,7 +33,8 @@ Tables = Dict[float, Dict[float, float]]
 
 def check_tables(tables, what: str) -> None:
     """ValueError unless `tables` is {target scale: {decode scale: threshold}}, numbers > 0
-    (thresholds >= 0), non-empty."""
+    (decode scales >= 1, thresholds >= 0 and not decreasing with the decode scale),
+    non-empty."""
     if not isinstance(tables, dict) or not tables:
         raise ValueError(f"{what}: expected a mapping {{target scale: {{decode scale: "
                          f"threshold}}}}, got {tables!r}")
@@ -50,6 +51,15 @@ def check_tables(tables, what: str) -> None:
             if not ok or s <= 0 or t < 0:
                 raise ValueError(f"{what}: entry {s!r}: {t!r} of scale {scale} must be a "
                                  "positive decode scale and a threshold >= 0")
+            if s < 1:
+                raise ValueError(f"{what}: decode scale {s} of scale {scale} is below 1 (the "
+                                 "input's own resolution is the lowest a code is decoded at)")
+        thresholds = [table[s] for s in sorted(table)]
+        if any(b < a for a, b in zip(thresholds, thresholds[1:])):
+            raise ValueError(f"{what}: the thresholds of scale {scale} decrease as the decode "
+                             f"scale grows ({dict(sorted(table.items()))}); a table made by "
+                             "make_cmsr_table.py never does (a higher decode scale passes every "
+                             "code a lower one passes)")
 
 
 def levels(tables: Tables, scale: float) -> Tuple[List[float], List[float]]:

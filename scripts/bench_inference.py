@@ -32,8 +32,9 @@ from inference import RenderOptions, Renderer  # noqa: E402
 from inference.efficiency import counted_flops, peak_memory_mb, timed  # noqa: E402
 from inference.loading import load_decoder_or_spec  # noqa: E402
 from utils import PRECISIONS, make_coord, resolve_device  # noqa: E402
-from utils.cli import DEVICE, run_main  # noqa: E402
+from utils.cli import DEVICE, ArgumentParser, number, run_main  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
+from utils.devices import precision_note  # noqa: E402
 from utils.normalization import OFFICIAL_NORM  # noqa: E402
 
 
@@ -65,23 +66,25 @@ def rows_for(model, precisions: List[str], compile: bool):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--model', nargs='+', default=['pretrained/edsr-baseline-liif.pth'],
                         help='checkpoints (.pth) or model specs (YAML: {name, args} or a '
                              'training config); default: %(default)s')
-    parser.add_argument('--size', type=int, default=48, help='input side in pixels (default: 48)')
-    parser.add_argument('--scales', type=float, nargs='+', default=[2, 4, 8, 30],
+    parser.add_argument('--size', type=number(int, 1), default=48,
+                        help='input side in pixels (default: 48)')
+    parser.add_argument('--scales', type=number(float, 0, above=True), nargs='+',
+                        default=[2, 4, 8, 30],
                         help='output scales (default: 2 4 8 30)')
-    parser.add_argument('--chunk-size', '--chunk', dest='chunk_size', type=int, default=None,
+    parser.add_argument('--chunk-size', '--chunk', dest='chunk_size', type=number(int, 1),
+                        default=None,
                         help='most queries per call (default: the chunk policy of the device, '
                              'shown in the table)')
-    parser.add_argument('--repeats', type=int, default=3, help='timed runs (default: 3)')
+    parser.add_argument('--repeats', type=number(int, 1), default=3, help='timed runs (default: 3)')
     parser.add_argument('--precision', choices=sorted(PRECISIONS), nargs='+', default=['fp32'],
                         help='precisions of the fast path to time (default: fp32)')
     for names, spec in (DEVICE,):
         parser.add_argument(*names, **spec)
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--threads', type=number(int, 1), default=None, help='torch CPU threads')
     parser.add_argument('--compile', action='store_true',
                         help='also time each fast path under torch.compile (its compile time '
                              'is printed; the warm-up call compiles)')
@@ -94,6 +97,9 @@ def bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    for note in dict.fromkeys(precision_note(device, p) for p in args.precision):
+        if note:
+            print(note, file=sys.stderr)
     loaded = [(source, load_decoder_or_spec(source, device)[0]) for source in args.model]
     torch.manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size, device=device)

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from utils.cli import ArgumentParser, number  # noqa: E402
 from utils.image_io.write import write_bands  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,13 +40,13 @@ def size_arg(text: str):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--input', default=os.path.join(REPO, 'assets', 'astronaut-128.png'),
                         help='image to upscale (default: the bundled sample)')
     parser.add_argument('--size', type=size_arg, default=(7680, 4320), metavar='WxH',
                         help='size of the upscaled image (default: 7680x4320)')
-    parser.add_argument('--repeats', type=int, default=3, help='runs of each (default: 3)')
+    parser.add_argument('--repeats', type=number(int, 1), default=3,
+                        help='runs of each (default: 3)')
     args = parser.parse_args(argv)
     width, height = args.size
     pixels = np.asarray(Image.open(args.input).convert('RGB').resize((width, height),

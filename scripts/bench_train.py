@@ -36,12 +36,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 import models  # noqa: E402
+from utils.devices import precision_note  # noqa: E402
 from utils.normalization import normalisers  # noqa: E402
 from training import (TrainStep, add_step_arguments, make_loader,  # noqa: E402
                       step_options_from_args)
 from utils import resolve_device  # noqa: E402
-from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES,  # noqa: E402
-                       num_workers, run_main)
+from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, ArgumentParser,  # noqa: E402
+                       num_workers, number, run_main)
 from utils.config import apply_overrides, load_config, reroot, require  # noqa: E402
 from training import Distributed, make_optimizer  # noqa: E402
 
@@ -51,12 +52,13 @@ OFFICIAL_SIZES = {'DIV2K_train_HR': 800}
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True, help='training config (YAML)')
-    parser.add_argument('--steps', type=int, default=10, help='timed steps (default: 10)')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed steps (default: 2)')
-    parser.add_argument('--loader', type=int, default=0, metavar='N',
+    parser.add_argument('--steps', type=number(int, 1), default=10,
+                        help='timed steps (default: 10)')
+    parser.add_argument('--warmup', type=number(int, 0), default=2,
+                        help='untimed steps (default: 2)')
+    parser.add_argument('--loader', type=number(int, 0), default=0, metavar='N',
                         help="also time N batches of the config's data loader alone "
                              "(default: 0, off)")
     for names, spec in (DEVICE, DATA_ROOT, NUM_WORKERS, OVERRIDES):  # the loader's data
@@ -113,6 +115,9 @@ def bench(args: argparse.Namespace) -> int:
     config = apply_overrides(load_config(args.config), args.overrides)
     device = resolve_device(args.device)
     options, fused = step_options_from_args(args, device)
+    note = precision_note(device, options.precision)
+    if note:
+        print(note, file=sys.stderr)
     spec = require(config, 'train_dataset', args.config)
     batch = random_batch(spec, device)
     torch.manual_seed(0)

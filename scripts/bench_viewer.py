@@ -10,7 +10,6 @@ Example:
   python scripts/bench_viewer.py --input ../shared/data/benchmark/Set5/HR/baby.png \\
       --scales 4 16 --precisions fp32 bf16
 """
-import argparse
 import os
 import shutil
 import sys
@@ -19,16 +18,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import viewer as viewer_script  # noqa: E402
+from utils.cli import ArgumentParser, number  # noqa: E402
 
 PANE = (1280, 800)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--input', default=viewer_script.DEFAULT_INPUT)
     parser.add_argument('--model', default=viewer_script.DEFAULT_MODEL)
-    parser.add_argument('--scales', type=float, nargs='+', default=[4, 16])
+    parser.add_argument('--scales', type=number(float, 0, above=True), nargs='+', default=[4, 16])
     parser.add_argument('--precisions', nargs='+', default=['fp32', 'bf16'])
     args = parser.parse_args()
 

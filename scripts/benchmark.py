@@ -40,7 +40,8 @@ from inference.loading import is_checkpoint, load_decoder_or_spec  # noqa: E402
 from inference.options import RENDER_FLAGS, render_options  # noqa: E402
 from inference.self_ensemble import MODES  # noqa: E402
 from utils import resolve_device  # noqa: E402
-from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, num_workers, run_main  # noqa: E402
+from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, ArgumentParser, num_workers,  # noqa: E402
+                       number, run_main)
 from utils.config import read_config, test_schema  # noqa: E402
 from utils.files import atomic_path  # noqa: E402
 from utils.metrics import PROTOCOLS, make_protocol, parse_metrics, protocol_note  # noqa: E402
@@ -52,8 +53,7 @@ TRAINED_MAX = 4  # the training scales are x1-x4: the scales beyond are marked
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--model', nargs='+', required=True,
                         help="checkpoints (.pth), 'bicubic', or with --no-scores model specs "
                              '(YAML {name, args} or a training config; random weights)')
@@ -63,7 +63,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help='test sets (configs/test/test-<set>-<scale>.yaml): div2k, set5, '
                              'set14, b100, urban100, manga109, general100, lsdir (default: '
                              'div2k if present, else the benchmark sets present)')
-    parser.add_argument('--scales', nargs='+', type=int, default=None,
+    parser.add_argument('--scales', nargs='+', type=number(int, 1), default=None,
                         help='scales (default: 2 3 4 6 12 18 24 30 for div2k and lsdir, '
                              '2 3 4 6 8 12 for the others)')
     parser.add_argument('--metrics', type=parse_metrics, default=('psnr', 'ssim'),
@@ -71,16 +71,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--protocol', choices=PROTOCOLS, default='liif',
                         help='as test.py (default: %(default)s)')
     parser.add_argument('--y-channel', action='store_true', help='basicsr: the Y channel')
-    parser.add_argument('--crop-border', type=int, default=None, metavar='N',
+    parser.add_argument('--crop-border', type=number(int, 0), default=None, metavar='N',
                         help='basicsr: pixels cropped off each side (default: the scale)')
     parser.add_argument('--self-ensemble', choices=sorted(MODES), default=None,
                         help='x8 or rot4, as test.py (default: off)')
     parser.add_argument('--lr', choices=['pil', 'matlab'], default='pil',
                         help='LR of the x6+ configs, as test.py (default: %(default)s)')
-    parser.add_argument('--scale-max', type=float, default=None, metavar='S',
+    parser.add_argument('--scale-max', type=number(float, 0, above=True), default=None, metavar='S',
                         help="LTE's cell clipping, as test.py (LTE, SRNO and LMF use 4; "
                              'default: off, as LIIF)')
-    parser.add_argument('--window', type=int, default=0, metavar='N',
+    parser.add_argument('--window', type=number(int, 0), default=0, metavar='N',
                         help="LTE's SwinIR protocol, as test.py (default: 0, off)")
     parser.add_argument('--metric-weights', default=None, metavar='PATH',
                         help='lpips/dists backbone weights, as test.py')
@@ -89,7 +89,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              '(default: %(default)s)')
     parser.add_argument('--no-scores', action='store_true', help='the efficiency table alone')
     parser.add_argument('--no-efficiency', action='store_true', help='no efficiency table')
-    parser.add_argument('--repeats', type=int, default=5,
+    parser.add_argument('--repeats', type=number(int, 1), default=5,
                         help='efficiency: timed renders after the warm-up (default: 5)')
     for names, spec in (DATA_ROOT, DEVICE, NUM_WORKERS, *RENDER_FLAGS):
         parser.add_argument(*names, **spec)

@@ -11,6 +11,7 @@ Examples:
   python scripts/compare_losses.py save/a/losses.csv save/b/losses.csv --windows 5 --tail 0.2
 """
 import argparse
+import math
 import os
 import sys
 from typing import List, Optional
@@ -18,7 +19,7 @@ from typing import List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.cli import run_main  # noqa: E402
+from utils.cli import ArgumentParser, number, run_main  # noqa: E402
 
 
 def read_losses(path: str) -> np.ndarray:
@@ -38,22 +39,17 @@ def read_losses(path: str) -> np.ndarray:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('runs', nargs='+', help='run folders or losses.csv files; the first '
                                                 'is the baseline')
-    parser.add_argument('--tail', type=float, default=0.1,
+    parser.add_argument('--tail', type=number(float, 0, 1, above=True), default=0.1,
                         help='share of the last steps whose mean is compared (default: 0.1)')
-    parser.add_argument('--windows', type=int, default=5,
+    parser.add_argument('--windows', type=number(int, 1), default=5,
                         help='windows the curve is averaged over in the table (default: 5)')
-    parser.add_argument('--max-diff', type=float, default=None,
+    parser.add_argument('--max-diff', type=number(float, 0), default=None,
                         help='exit 1 if a tail mean differs from the baseline\'s by more than '
                              'this relative amount (e.g. 0.02)')
     args = parser.parse_args(argv)
-    if not 0 < args.tail <= 1:
-        parser.error(f"--tail must be in (0, 1], got {args.tail}")
-    if args.windows < 1:
-        parser.error(f"--windows must be >= 1, got {args.windows}")
     return run_main(lambda: compare(args))
 
 
@@ -73,9 +69,13 @@ def compare(args: argparse.Namespace) -> int:
         means = [curve[a:b].mean() for a, b in zip(edges[:-1], edges[1:])]
         last = curve[n - tail:n].mean()
         diff = (last - base) / base
-        worst = max(worst, abs(diff))
+        worst = max(worst, abs(diff)) if np.isfinite(diff) else math.inf  # NaN: no agreement
         print(f'| {path} | {n} | ' + ' | '.join(f'{m:.5f}' for m in means) +
               f' | {last:.5f} | {100 * diff:+.2f}% |')
+    if args.max_diff is not None and not math.isfinite(worst):
+        print('a tail mean is not finite (a NaN or infinite loss): the runs cannot be said to '
+              'agree', file=sys.stderr)
+        return 1
     if args.max_diff is not None and worst > args.max_diff:
         print(f'a tail mean differs from the baseline by {100 * worst:.2f}%, more than '
               f'{100 * args.max_diff:.2f}%', file=sys.stderr)

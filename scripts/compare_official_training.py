@@ -36,7 +36,7 @@ sys.path.insert(0, REPO)
 import datasets  # noqa: E402
 import models  # noqa: E402
 from training import OPTIMIZERS  # noqa: E402
-from utils.cli import DATA_ROOT, OVERRIDES, run_main  # noqa: E402
+from utils.cli import DATA_ROOT, OVERRIDES, ArgumentParser, number, run_main  # noqa: E402
 from utils.config import read_config, train_schema  # noqa: E402
 
 SHARED = os.environ.get('LIIF_SHARED', os.path.join(os.path.dirname(REPO), 'shared'))
@@ -97,11 +97,11 @@ with open(out, 'w') as f:
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True, help='training config (YAML)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of both runs (default: 0)')
-    parser.add_argument('--num-workers', type=int, default=0,
+    parser.add_argument('--seed', type=number(int, 0, 2 ** 32 - 1), default=0,
+                        help='seed of both runs (default: 0)')
+    parser.add_argument('--num-workers', type=number(int, 0), default=0,
                         help="data loading processes of both runs (default: 0)")
     parser.add_argument('--family', choices=sorted(FAMILIES), default=None,
                         help="the official trainer (default: from the config's model)")
@@ -110,12 +110,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'LIIF, ../shared/official/<family> for the others)')
     parser.add_argument('--work', default=None, metavar='DIR',
                         help='where both runs write (default: a temporary folder, removed)')
-    parser.add_argument('--resume-after', type=int, default=None, metavar='K',
+    parser.add_argument('--resume-after', type=number(int, 1), default=None, metavar='K',
                         help='also run ours stopped after epoch K and resumed (--resume), and '
                              'compare it too')
-    parser.add_argument('--max-loss-diff', type=float, default=1e-5)
-    parser.add_argument('--max-weight-diff', type=float, default=1e-4)
-    parser.add_argument('--show', type=int, default=10, help='steps shown (default: 10)')
+    parser.add_argument('--max-loss-diff', type=number(float, 0), default=1e-5)
+    parser.add_argument('--max-weight-diff', type=number(float, 0), default=1e-4)
+    parser.add_argument('--show', type=number(int, 0), default=10, help='steps shown (default: 10)')
     for names, spec in (DATA_ROOT, OVERRIDES):
         parser.add_argument(*names, **spec)
     return parser.parse_args(argv)

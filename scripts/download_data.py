@@ -6,9 +6,10 @@
   load/benchmark/{Set5,Set14,B100,Urban100}/LR_bicubic/X{2,3,4}/<name>x{s}.png
 
 Archives go to load/_archives/ first; an interrupted download resumes from its .part file
-(HTTP Range). The publishers give no checksums, so the SHA-256 of every archive is recorded in
-load/_archives/SHA256SUMS when it is first downloaded, and a later download or re-run that
-does not match it is an error. A source that cannot be reached is reported with its URL, so it
+(HTTP Range). Every archive is checked before it is unpacked: against the size and SHA-256
+published for it where there are some (TensorFlow Datasets' for four DIV2K archives), else
+by its own checksums (a zip's CRC-32 per member; a tar read whole). A damaged archive is an
+error, never a reference. A source that cannot be reached is reported with its URL, so it
 can be fetched by hand into load/_archives/ and this script re-run to unpack it.
 CelebA-HQ has no working public link: see the README ("Data") and scripts/resize.py.
 
@@ -16,8 +17,8 @@ Examples:
   python scripts/download_data.py --only benchmark
   python scripts/download_data.py --root load --only div2k-valid-hr div2k-valid-lr
 """
-import argparse
 import hashlib
+import io
 import os
 import shutil
 import sys
@@ -28,14 +29,28 @@ import urllib.request
 import zipfile
 from typing import Dict, List, NamedTuple, Optional
 
+from PIL import Image
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.cli import run_main  # noqa: E402
+from utils.cli import ArgumentParser, number, run_main  # noqa: E402
 
 DIV2K_URL = 'https://data.vision.ee.ethz.ch/cvl/DIV2K/'
 BENCHMARK_URL = 'https://cv.snu.ac.kr/research/EDSR/benchmark.tar'
 CHUNK = 1 << 20
+# Sizes and SHA-256 published for the DIV2K archives that have them; the reference is the
+# source's, never what was downloaded (a damaged first download must not become one).
+PUBLISHED_SOURCE = "TensorFlow Datasets' url_checksums/div2k.txt"
+PUBLISHED = {
+    'DIV2K_train_HR.zip': (
+        3530603713, '9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335'),
+    'DIV2K_train_LR_bicubic_X2.zip': (
+        925390592, 'a53a424317575838dadce4bcd97cf7b744d6855f43740ed5f0245af3cf4bd850'),
+    'DIV2K_valid_HR.zip': (
+        448993893, '20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc'),
+    'DIV2K_valid_LR_bicubic_X2.zip': (
+        117763600, '60eed9875c697df51204aa579e2a699e1d5215095788a097ff54dd17e2664d57'),
+}
 
 
 class Archive(NamedTuple):
@@ -61,17 +76,42 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def read_sums(path: str) -> Dict[str, str]:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return {name: digest for digest, name in (line.split() for line in f if line.strip())}
-
-
-def write_sums(path: str, sums: Dict[str, str]) -> None:
-    with open(path + '.tmp', 'w') as f:
-        f.writelines(f'{digest}  {name}\n' for name, digest in sorted(sums.items()))
-    os.replace(path + '.tmp', path)
+def check_archive(path: str) -> None:
+    """ValueError unless the archive is whole: its published size and SHA-256 where there are
+    some (PUBLISHED), else its own checks (every zip member's CRC-32; every tar member read
+    to its recorded size, and a PNG member's chunk CRC-32s: a tar has no checksum of its
+    data)."""
+    name = os.path.basename(path)
+    again = "; delete it to download it again"
+    if name in PUBLISHED:
+        size, digest = PUBLISHED[name]
+        got = sha256_of(path)
+        if os.path.getsize(path) != size or got != digest:
+            raise ValueError(f"{path}: {os.path.getsize(path)} bytes, SHA-256 {got}; the "
+                             f"published archive has {size} bytes, SHA-256 {digest} "
+                             f"({PUBLISHED_SOURCE}){again}")
+        return
+    try:
+        if path.endswith('.zip'):
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            if bad is not None:
+                raise ValueError(f"member {bad} fails its CRC-32")
+        else:
+            with tarfile.open(path) as t:
+                for member in t:
+                    if member.isfile():
+                        data = t.extractfile(member).read()
+                        if len(data) != member.size:
+                            raise ValueError(f"member {member.name} is cut short")
+                        if member.name.lower().endswith('.png'):  # its chunks' CRC-32s
+                            try:
+                                with Image.open(io.BytesIO(data)) as img:
+                                    img.verify()
+                            except Exception as e:  # PIL raises many kinds here
+                                raise ValueError(f"member {member.name}: {e}") from None
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is damaged ({e}){again}") from None
 
 
 def download(url: str, target: str, timeout: float, quiet: bool) -> None:
@@ -132,12 +172,11 @@ def merge(src: str, dst: str) -> None:
 def fetch(names: List[str], root: str, timeout: float = 60, quiet: bool = False) -> List[str]:
     """Downloads (or reuses) and unpacks the archives of the named groups under root.
 
-    Returns the list of problems (unreachable sources); raises on a checksum mismatch.
+    Returns the list of problems (unreachable sources); ValueError for an archive that is not
+    whole (check_archive).
     """
     archives_dir = os.path.join(root, '_archives')
     os.makedirs(archives_dir, exist_ok=True)
-    sums_path = os.path.join(archives_dir, 'SHA256SUMS')
-    sums = read_sums(sums_path)
     problems = []
     for name in names:
         for archive in sources()[name]:
@@ -150,12 +189,7 @@ def fetch(names: List[str], root: str, timeout: float = 60, quiet: bool = False)
                     problems.append(f"{archive.url}: unreachable ({getattr(e, 'reason', e)}); "
                                     f"download it by hand into {archives_dir}/ and re-run")
                     continue
-            digest = sha256_of(path)
-            if filename in sums and sums[filename] != digest:
-                raise ValueError(f"{path}: SHA-256 {digest} does not match the recorded "
-                                 f"{sums[filename]}; delete the file to download it again")
-            sums[filename] = digest
-            write_sums(sums_path, sums)
+            check_archive(path)
             placed = unpack(path, os.path.join(root, archive.dest))
             if not quiet:
                 print(f"{filename}: unpacked {', '.join(placed)} into "
@@ -165,12 +199,11 @@ def fetch(names: List[str], root: str, timeout: float = 60, quiet: bool = False)
 
 def main(argv: Optional[List[str]] = None) -> int:
     groups = sources()
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--root', default='load', help='data root (default: %(default)s)')
     parser.add_argument('--only', nargs='+', choices=sorted(groups), default=sorted(groups),
                         help='groups to get (default: all)')
-    parser.add_argument('--timeout', type=float, default=60,
+    parser.add_argument('--timeout', type=number(float, 0, above=True), default=60,
                         help='seconds before a silent connection is given up (default: 60)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
     args = parser.parse_args(argv)

@@ -11,7 +11,6 @@ good file is kept as it is.
 Example:
   python scripts/download_pretrained.py --out pretrained/edsr-baseline-liif.pth
 """
-import argparse
 import hashlib
 import os
 import shutil
@@ -23,7 +22,7 @@ import zipfile
 from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.cli import run_main  # noqa: E402
+from utils.cli import ArgumentParser, number, run_main  # noqa: E402
 
 SHA256 = '1cf77e16f33ee17bd04049f497eaea1e06f25585dbb1919e4c7cd1d9d4d23d57'
 OFFICIAL_URLS = [
@@ -104,13 +103,12 @@ def fetch(out: str, local: Optional[str], timeout: float) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--out', default='pretrained/edsr-baseline-liif.pth',
                         help='where to write the checkpoint (default: %(default)s)')
     parser.add_argument('--from', dest='local', default=None,
                         help='a local copy to verify and use first')
-    parser.add_argument('--timeout', type=float, default=20,
+    parser.add_argument('--timeout', type=number(float, 0, above=True), default=20,
                         help='seconds per network attempt (default: %(default)s)')
     args = parser.parse_args(argv)
 

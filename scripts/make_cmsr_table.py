@@ -28,7 +28,7 @@ from inference.cmsr import (DEFAULT_MSE, initial_table, load_tables, refine_tabl
                             save_tables)
 from inference.options import IMPL  # noqa: E402
 from utils import resolve_device  # noqa: E402
-from utils.cli import DATA_ROOT, DEVICE, OVERRIDES, run_main  # noqa: E402
+from utils.cli import DATA_ROOT, DEVICE, OVERRIDES, ArgumentParser, number, run_main  # noqa: E402
 from utils.config import read_config, require, test_schema  # noqa: E402
 from utils.coords import flat_batch  # noqa: E402
 from utils.metrics import eval_scale  # noqa: E402
@@ -36,17 +36,16 @@ from utils.normalization import normalisers  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--config', required=True,
                         help="test config (YAML) whose eval_type gives the target scale")
     parser.add_argument('--model', required=True, help='LMF checkpoint (lmliif or lmlte)')
     parser.add_argument('--out', required=True,
                         help='YAML table file to write (its other scales are kept)')
-    parser.add_argument('--mse-threshold', type=float, default=DEFAULT_MSE,
+    parser.add_argument('--mse-threshold', type=number(float, 0, above=True), default=DEFAULT_MSE,
                         help='MSE (normalised RGB) a decode scale may leave, as the official '
                              '--mse_threshold (default: %(default)s)')
-    parser.add_argument('--trained-scale', type=float, default=4,
+    parser.add_argument('--trained-scale', type=number(float, 0, above=True), default=4,
                         help='the largest training scale: cells are multiplied by '
                              'max(scale / this, 1) (default: %(default)s)')
     for names, spec in (DATA_ROOT, DEVICE, IMPL, OVERRIDES):
@@ -71,11 +70,11 @@ def make(args: argparse.Namespace) -> Tuple[int, dict]:
     dataset = datasets.make(require(spec, 'dataset', f'{args.config}: test_dataset'))
     dataset = datasets.make(require(spec, 'wrapper', f'{args.config}: test_dataset'),
                             args={'dataset': dataset})
+    tables = load_tables(args.out) if os.path.exists(args.out) else {}
     model = load_decoder(args.model, device).eval()
     if not getattr(model, 'supports_cmsr', False):
         raise ValueError(f"{args.model} is a {type(model).__name__} model; CMSR tables are "
                          "made for LMF models (lmliif, lmlte)")
-    tables = load_tables(args.out) if os.path.exists(args.out) else {}
     table = tables.get(scale) or initial_table(scale)
     table = dict(sorted(table.items()))
     inp_sub, inp_div, _, _ = normalisers(config.get('data_norm'), device)

@@ -9,7 +9,6 @@ Example:
   python scripts/make_lr.py --hr load/benchmark/Set5/HR --out load/benchmark/Set5/LR_bicubic \\
       --scales 2 3 4
 """
-import argparse
 import os
 import sys
 from typing import List, Optional
@@ -18,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.cli import run_main  # noqa: E402
-from datasets.image_folder import list_images  # noqa: E402
+from utils.cli import ArgumentParser, number, run_main  # noqa: E402
+from datasets.image_folder import check_unique_stems, list_images  # noqa: E402
 from utils.image_io.write import write_image  # noqa: E402
 from utils.image_io.read import read_image  # noqa: E402
 from utils.matlab_resize import imresize_down, modcrop  # noqa: E402
@@ -29,6 +28,7 @@ def make_lr(hr_dir: str, out_dir: str, scales: List[int], overwrite: bool = Fals
             quiet: bool = False) -> int:
     """Writes the LR files; returns how many were written."""
     names = list_images(hr_dir)
+    check_unique_stems(names, lambda name: f"{os.path.splitext(name)[0]}x<s>.png")
     written = 0
     for name in tqdm(names, desc='make_lr', disable=quiet):
         image = read_image(os.path.join(hr_dir, name))  # oriented, 8 or 16 bits, [0, 1]
@@ -48,11 +48,10 @@ def make_lr(hr_dir: str, out_dir: str, scales: List[int], overwrite: bool = Fals
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--hr', required=True, help='folder of HR images')
     parser.add_argument('--out', required=True, help='output folder (gets X<s>/ subfolders)')
-    parser.add_argument('--scales', type=int, nargs='+', default=[2, 3, 4],
+    parser.add_argument('--scales', type=number(int, 2), nargs='+', default=[2, 3, 4],
                         help='integer scales (default: 2 3 4)')
     parser.add_argument('--overwrite', action='store_true', help='replace existing LR files')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')

@@ -13,7 +13,6 @@ scripts/setup.sh downloads.
 Example:
   python scripts/make_test_reference.py --shared ../shared/reference --out tests/reference
 """
-import argparse
 import gzip
 import os
 import shutil
@@ -23,7 +22,7 @@ from typing import List, Optional
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from utils.cli import run_main  # noqa: E402
+from utils.cli import ArgumentParser, number, run_main  # noqa: E402
 
 SEED = 0
 
@@ -72,15 +71,14 @@ def make(shared: str, out: str, queries: int, channels: int) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--shared', default='../shared/reference',
                         help='the full reference folder (default: %(default)s)')
     parser.add_argument('--out', default='tests/reference',
                         help='where to write the compact copy (default: %(default)s)')
-    parser.add_argument('--queries', type=int, default=400,
+    parser.add_argument('--queries', type=number(int, 1), default=400,
                         help='queries kept per flat query list (default: %(default)s)')
-    parser.add_argument('--channels', type=int, default=8,
+    parser.add_argument('--channels', type=number(int, 1), default=8,
                         help='encoder output channels kept (default: %(default)s)')
     args = parser.parse_args(argv)
 

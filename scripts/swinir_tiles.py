@@ -8,7 +8,6 @@ tiles are close, not exact (see inference/tiling.py).
 Example:
   python scripts/swinir_tiles.py --model configs/train-div2k/train_swinir-lte.yaml --size 96
 """
-import argparse
 import os
 import sys
 
@@ -19,18 +18,19 @@ import models  # noqa: E402
 from inference import load_decoder, render_bands  # noqa: E402
 from inference.renderer import band_coords  # noqa: E402
 from inference.tiling import encode_tiled  # noqa: E402
+from utils.cli import ArgumentParser, number  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.image_io.read import read_image  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument('--model', required=True,
                         help='checkpoint, or a training config (random weights, seeded)')
-    parser.add_argument('--size', type=int, default=96, help='input side (a window multiple)')
-    parser.add_argument('--tile', type=int, default=32, help='tile side in codes')
-    parser.add_argument('--halos', type=int, nargs='+', default=[8, 16, 32, 48])
+    parser.add_argument('--size', type=number(int, 1), default=96,
+                        help='input side (a window multiple)')
+    parser.add_argument('--tile', type=number(int, 1), default=32, help='tile side in codes')
+    parser.add_argument('--halos', type=number(int, 0), nargs='+', default=[8, 16, 32, 48])
     parser.add_argument('--image', default=None, help='input image (default: seeded noise)')
     args = parser.parse_args()
     torch.manual_seed(0)

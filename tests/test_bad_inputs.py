@@ -18,6 +18,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import REPO, shared_path  # noqa: E402
 
 
+# 9 levels of 10 aliases each: 10^9 values if expanded.
+ALIAS_BOMB = 'a: &a ["x","x","x","x","x","x","x","x","x","x"]\n' + ''.join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+ALIAS_BOMB_FLOW = '[' + ', '.join(['&a [1, 1]'] + ['*a'] * 200) + ']'
+
+
 class Case(NamedTuple):
     script: str
     what: str
@@ -44,9 +50,10 @@ class Workspace:
             f.write('not what it should be')
         return self.path(name)
 
-    def folder_with_image(self, name: str) -> str:
+    def folder_with_image(self, name: str, *files: str) -> str:
         os.makedirs(self.path(name), exist_ok=True)
-        self.image(f'{name}/a.png', 16, 16)
+        for file in files or ('a.png',):
+            self.image(f'{name}/{file}', 16, 16)
         return self.path(name)
 
     def png_header(self, name: str, w: int, h: int) -> str:
@@ -59,6 +66,47 @@ class Workspace:
         with open(self.path(name), 'wb') as f:
             f.write(data)
         return self.path(name)
+
+    def raw(self, name: str, text: str, encoding: str = 'utf-8') -> str:
+        """A file holding exactly `text` (YAML written by hand: duplicate keys, bombs)."""
+        with open(self.path(name), 'w', encoding=encoding) as f:
+            f.write(text)
+        return self.path(name)
+
+    def appended(self, path: str, text: str) -> str:
+        with open(path, 'a') as f:
+            f.write(text)
+        return path
+
+    def bomb_folder(self, name: str) -> str:
+        """A folder whose one image's header declares 100000x100000 (1 kB on disk; 20000x20000
+        too, but whether that fits depends on the machine's memory)."""
+        os.makedirs(self.path(name), exist_ok=True)
+        return os.path.dirname(self.png_header(f'{name}/a.png', 100000, 100000))
+
+    def run_checkpoint(self, config_text: str) -> str:
+        """The tiny checkpoint in a run folder whose config.yaml holds `config_text`."""
+        os.makedirs(self.path('run'), exist_ok=True)
+        self.raw('run/config.yaml', config_text)
+        ckpt = torch.load(self.tiny(), map_location='cpu', weights_only=True)
+        torch.save(ckpt, self.path('run/epoch-last.pth'))
+        return self.path('run/epoch-last.pth')
+
+    def tiff(self, name: str, data) -> str:
+        import tifffile
+        tifffile.imwrite(self.path(name), data)
+        return self.path(name)
+
+    def pairs(self, lr_names: List[str], hr_names: List[str]) -> str:
+        """A test config over LR and HR folders holding these file names."""
+        config = self.test_config()
+        os.remove(self.path('lr/ax4.png'))
+        os.remove(self.path('hr/a.png'))
+        for name in lr_names:
+            self.image(f'lr/{name}', 8, 8)
+        for name in hr_names:
+            self.image(f'hr/{name}', 32, 32)
+        return config
 
     def checkpoint(self, mutate: Callable[[dict], None], name: str = 'ckpt.pth') -> str:
         ckpt = torch.load(shared_path('reference', 'vectors', 'tiny_liif.pth'),
@@ -240,7 +288,7 @@ CASES = [
     Case('demo.py', '--scale abc', lambda w: demo(w, '--scale', 'abc'),
          '--scale must be a number'),
     Case('demo.py', '--chunk-size 0', lambda w: demo(w, '--chunk-size', '0'),
-         '--chunk-size must be >= 1'),
+         "argument --chunk-size/--tile: must be an integer >= 1, got '0'"),
     Case('demo.py', '--max-memory 1B', lambda w: demo(w, '--max-memory', '1B'),
          'above the 1 B memory limit'),
     Case('demo.py', '--device cuda:99', lambda w: demo(w, '--device', 'cuda:99'),
@@ -286,7 +334,7 @@ CASES = [
          "'a.png' and 'ax4.png' both pair with 'a.png'"),
     Case('test.py', '--scale-max nan', lambda w: evaluate(w, w.test_config(), '--scale-max',
                                                           'nan'),
-         'must be a positive number, got nan'),
+         "argument --scale-max: must be a finite number > 0, got 'nan'"),
     Case('test.py', 'HR image smaller than the scale (4x4 at x6)',
          lambda w: evaluate(w, w.tiny_hr_at_x6()), 'is smaller than the scale x6'),
     Case('test.py', 'an error in a data-loader worker (--num-workers 1)',
@@ -336,7 +384,7 @@ CASES = [
          lambda w: (w.trained_run(), train(w, w.train_config(
              set_arg('model.args.imnet_spec.args.hidden_list', [32]), name='train.yaml'),
              '--resume', '--set', 'epoch_max=2'))[1],
-         "the checkpoint does not fit the config's model"),
+         "model.args.imnet_spec.args.hidden_list: [16] -> [32]"),
     Case('train_liif.py', '--resume from a checkpoint without optimizer state',
          lambda w: (w.trained_run(), _drop_optimizer(w.path('save/train/epoch-last.pth')),
                     train(w, w.path('train.yaml'), '--resume', '--set', 'epoch_max=2'))[2],
@@ -358,6 +406,138 @@ CASES = [
          lambda w: ['--from', w.path('none.pth'), '--out', w.path('p.pth')], 'no such file'),
     Case('scripts/download_pretrained.py', '--out a folder',
          lambda w: ['--out', w.path('')], 'is a folder; give the checkpoint\'s file path'),
+    # round 3: resource bombs end in one line naming the file and the limit
+    Case('test.py', 'HR image whose header declares 100000x100000',
+         lambda w: evaluate(w, w.test_config(lambda c: w.png_header('hr/a.png', 100000, 100000))),
+         'is 100000x100000: decoding it needs'),
+    Case('scripts/make_lr.py', 'HR image whose header declares 100000x100000',
+         lambda w: ['--hr', w.bomb_folder('hr1'), '--out', w.path('lr1'), '--quiet'],
+         'is 100000x100000: decoding it needs'),
+    Case('scripts/resize.py', 'image whose header declares 100000x100000',
+         lambda w: ['--src', w.bomb_folder('src'), '--out', w.path('out'), '--quiet'],
+         'is 100000x100000: decoding it needs'),
+    Case('viewer.py', 'input whose header declares 100000x100000',
+         lambda w: ['--input', w.png_header('big.png', 100000, 100000), '--model', w.tiny(),
+                    '--device', 'cpu', '--port', '0'], 'is 100000x100000: decoding it needs'),
+    Case('test.py', 'config holding a billion-laughs alias bomb',
+         lambda w: evaluate(w, w.raw('bomb.yaml', ALIAS_BOMB)),
+         'more than 100000 values once its aliases are expanded'),
+    Case('train_liif.py', 'config nested 20,000 levels deep',
+         lambda w: train(w, w.raw('deep.yaml', '[' * 20000 + ']' * 20000)),
+         'nested deeper than 64 levels'),
+    Case('test.py', '--set value holding an alias bomb',
+         lambda w: evaluate(w, w.test_config(), '--set', 'eval_bsize=' + ALIAS_BOMB_FLOW),
+         'more than 100 aliases'),
+    Case('demo.py', "an alias bomb in the checkpoint's run config.yaml",
+         lambda w: demo(w, '--model', w.run_checkpoint(ALIAS_BOMB)),
+         'more than 100000 values once its aliases are expanded'),
+    Case('demo.py', '--cmsr table nested 20,000 levels deep',
+         lambda w: demo(w, '--cmsr', w.raw('t.yaml', '[' * 20000 + ']' * 20000)),
+         'nested deeper than 64 levels'),
+    Case('train_liif.py', 'n_resblocks: 1000000000', lambda w: train(w, w.train_config(
+        set_arg('model.args.encoder_spec.args.n_resblocks', 10 ** 9))), 'build more than'),
+    Case('train_liif.py', 'hidden_list: [1000000000]', lambda w: train(w, w.train_config(
+        set_arg('model.args.imnet_spec.args.hidden_list', [10 ** 9]))), 'build more than'),
+    Case('demo.py', '--scale 1e308', lambda w: demo(w, '--scale', '1e308'),
+         'no format holds it: ask for a smaller'),
+    Case('scripts/resize.py', '--sizes 100000',
+         lambda w: ['--src', w.folder_with_image('src'), '--out', w.path('out'), '--sizes',
+                    '100000', '--quiet'], 'resized to 100000x100000: that size needs'),
+    # round 3: configs that could silently mean something else
+    Case('test.py', 'eval_type given twice',
+         lambda w: evaluate(w, w.appended(w.test_config(), 'eval_type: benchmark-2\n')),
+         "the key 'eval_type' is given twice"),
+    Case('train_liif.py', 'optimizer given twice',
+         lambda w: train(w, w.appended(w.train_config(), 'optimizer: {name: sgd}\n')),
+         "the key 'optimizer' is given twice"),
+    Case('train_liif.py', 'epoch_val with no val_dataset',
+         lambda w: train(w, w.train_config(set_arg('epoch_val', 1))),
+         'epoch_val: 1 asks for validation, but the config has no val_dataset'),
+    Case('train_liif.py', 'momentum for adam', lambda w: train(w, w.train_config(
+        set_arg('optimizer.args.momentum', 0.9))),
+        "optimizer.args.momentum: not an argument of adam; allowed"),
+    Case('train_liif.py', 'betas for sgd', lambda w: train(w, w.train_config(
+        set_arg('optimizer', {'name': 'sgd', 'args': {'lr': 0.1, 'betas': [0.9, 0.99]}}))),
+        "optimizer.args.betas: not an argument of sgd; allowed"),
+    Case('train_liif.py', 'betas: [0.9]', lambda w: train(w, w.train_config(
+        set_arg('optimizer.args.betas', [0.9]))),
+        'optimizer.args.betas: expected 2 numbers in [0, 1), got [0.9]'),
+    Case('train_liif.py', 'three betas', lambda w: train(w, w.train_config(
+        set_arg('optimizer.args.betas', [0.9, 0.99, 0.999]))),
+        'optimizer.args.betas: expected 2 numbers in [0, 1), got [0.9, 0.99, 0.999]'),
+    Case('train_liif.py', 'config in Latin-1',
+         lambda w: train(w, w.raw('latin1.yaml', '# caf\u00e9\nepoch_max: 1\n', 'latin-1')),
+         'latin1.yaml is not UTF-8 text'),
+    Case('scripts/make_cmsr_table.py', 'a config with data_nrom',
+         lambda w: ['--config', w.test_config(lambda c: c.update(data_nrom=c.pop('data_norm'))),
+                    '--model', w.tiny(), '--out', w.path('s2m.yaml'), '--device', 'cpu',
+                    '--quiet'], 'data_nrom: unknown key'),
+    Case('scripts/make_cmsr_table.py', '--mse-threshold inf',
+         lambda w: ['--config', w.test_config(), '--model', w.tiny(), '--out',
+                    w.path('s2m.yaml'), '--mse-threshold', 'inf'],
+         "argument --mse-threshold: must be a finite number > 0, got 'inf'"),
+    Case('scripts/make_cmsr_table.py', 'a table holding a decode scale of 0.001',
+         lambda w: ['--config', w.test_config(), '--model', w.tiny(), '--out',
+                    w.raw('s2m.yaml', '4: {0.001: 0.1, 2: 0.2}\n'), '--device', 'cpu'],
+         'decode scale 0.001 of scale 4 is below 1'),
+    Case('demo.py', 'CMSR table whose thresholds decrease with the scale',
+         lambda w: demo(w, '--cmsr', w.raw('t.yaml', '12: {1: 0.3, 2: 0.2, 4: 0.1}\n')),
+         'the thresholds of scale 12 decrease'),
+    # round 3: evaluation refuses what it cannot pair
+    Case('test.py', 'paired names that only half match (ax4, cx4 vs a, b)',
+         lambda w: evaluate(w, w.pairs(['ax4.png', 'cx4.png'], ['a.png', 'b.png'])),
+         "'cx4.png' has no partner in"),
+    Case('test.py', 'one LR file more than the HR files',
+         lambda w: evaluate(w, w.pairs(['ax4.png', 'bx4.png'], ['a.png'])),
+         "'bx4.png' has no partner in"),
+    # round 3: resume refuses what it cannot honour
+    Case('train_liif.py', '--resume with a changed data_norm',
+         lambda w: (w.trained_run(), train(w, w.train_config(set_arg(
+             'data_norm', {'inp': {'sub': [0.5], 'div': [0.5]},
+                           'gt': {'sub': [0.5], 'div': [0.5]}}), name='train.yaml'),
+             '--resume', '--set', 'epoch_max=2'))[1], 'data_norm'),
+    Case('train_liif.py', '--resume with a changed model argument',
+         lambda w: (w.trained_run(), train(w, w.train_config(set_arg(
+             'model.args.local_ensemble', False), name='train.yaml'),
+             '--resume', '--set', 'epoch_max=2'))[1], 'model.args.local_ensemble'),
+    Case('train_liif.py', '--resume --seed 7',
+         lambda w: (w.trained_run(), train(w, w.path('train.yaml'), '--resume', '--seed', '7',
+                                           '--set', 'epoch_max=2'))[1],
+         "--seed 7 with --resume: the run continues the checkpoint's random state"),
+    # round 3: rendering
+    Case('demo.py', '--max-memory 0.5', lambda w: demo(w, '--max-memory', '0.5'),
+         "memory size must be at least 1 byte, got '0.5'"),
+    Case('demo.py', 'TIFF that is garbage', lambda w: demo(
+        w, '--input', w.raw('g.tif', 'II*\x00garbage' * 8, 'latin-1')), 'cannot read image'),
+    Case('demo.py', 'float TIFF holding NaN', lambda w: demo(w, '--input', w.tiff(
+        'nan.tif', np.full((8, 8, 3), np.nan, np.float32))), 'holds NaN'),
+    Case('viewer.py', '--host 999.1.1.1',
+         lambda w: ['--input', w.image(), '--model', w.tiny(), '--device', 'cpu', '--host',
+                    '999.1.1.1', '--port', '0'], "--host '999.1.1.1'"),
+    # round 3: scripts
+    Case('scripts/make_lr.py', 'a.png and a.jpg in one HR folder',
+         lambda w: ['--hr', w.folder_with_image('hr1', 'a.png', 'a.jpg'), '--out',
+                    w.path('lr1'), '--quiet'], "'a.jpg' and 'a.png' would both write"),
+    Case('scripts/resize.py', '--split-json a folder',
+         lambda w: ['--src', w.folder_with_image('src'), '--out', w.path('out'), '--split-json',
+                    w.path(''), '--quiet'], 'is a folder'),
+    Case('scripts/resize.py', '--train-count -5',
+         lambda w: ['--src', w.folder_with_image('src'), '--out', w.path('out'),
+                    '--train-count', '-5'], "argument --train-count: must be an integer >= 0"),
+    Case('scripts/bench_inference.py', '--size 0', lambda w: ['--size', '0'],
+         "argument --size: must be an integer >= 1, got '0'"),
+    Case('scripts/bench_inference.py', '--size -4', lambda w: ['--size', '-4'],
+         "argument --size: must be an integer >= 1, got '-4'"),
+    Case('scripts/bench_inference.py', '--scales 0', lambda w: ['--scales', '0'],
+         "argument --scales: must be a finite number > 0, got '0'"),
+    Case('scripts/bench_inference.py', '--scales nan', lambda w: ['--scales', 'nan'],
+         "argument --scales: must be a finite number > 0, got 'nan'"),
+    Case('scripts/bench_inference.py', '--repeats 0', lambda w: ['--repeats', '0'],
+         "argument --repeats: must be an integer >= 1, got '0'"),
+    Case('scripts/bench_inference.py', '--chunk-size 0', lambda w: ['--chunk-size', '0'],
+         "argument --chunk-size/--chunk: must be an integer >= 1, got '0'"),
+    Case('scripts/bench_inference.py', '--threads -1', lambda w: ['--threads', '-1'],
+         "argument --threads: must be an integer >= 1, got '-1'"),
 ]
 
 
@@ -377,10 +557,19 @@ def entry(script: str):
     if script == 'train_liif.py':
         import train_liif
         return train_liif.main
-    from scripts import download_pretrained, make_cmsr_table, make_lr
-    return {'scripts/make_lr.py': make_lr.main,
-            'scripts/download_pretrained.py': download_pretrained.main,
-            'scripts/make_cmsr_table.py': make_cmsr_table.main}[script]
+    if script == 'viewer.py':
+        import viewer
+        return viewer.main
+    import importlib
+    return importlib.import_module(script[:-3].replace('/', '.')).main
+
+
+def run(script: str, argv: List[str]) -> int:
+    """The script's exit status for argv, in this process (argparse's exits included)."""
+    try:
+        return entry(script)(argv)
+    except SystemExit as e:
+        return e.code
 
 
 def snapshot(root: str):
@@ -408,7 +597,7 @@ def test_bad_input_is_one_error_line_and_changes_no_file(tmp_path, capsys, monke
     monkeypatch.chdir(tmp_path)  # default outputs (demo's outputs/) would land here
     before = snapshot(str(tmp_path))
     capsys.readouterr()
-    code = entry(case.script)(argv)
+    code = run(case.script, argv)
     err = capsys.readouterr().err
     assert code == 2, err
     assert err.startswith('error: ') and err.count('\n') == 1, err
@@ -432,7 +621,7 @@ def error_lines():
             try:
                 with contextlib.redirect_stderr(err), \
                         contextlib.redirect_stdout(io.StringIO()):
-                    code = entry(case.script)(argv)
+                    code = run(case.script, argv)
             finally:
                 os.chdir(here)
             line = err.getvalue().strip().replace(tmp + os.sep, 'T/').replace(tmp, 'T')

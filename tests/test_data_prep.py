@@ -74,9 +74,10 @@ def make_fake_archives(archives):
                 t.addfile(info, io.BytesIO(data))
 
 
-def test_download_script_unpacks_into_the_config_layout(tmp_path):
+def test_download_script_unpacks_into_the_config_layout(tmp_path, monkeypatch):
     root = tmp_path / 'load'
     make_fake_archives(root / '_archives')
+    monkeypatch.setattr(download_data, 'PUBLISHED', {})  # the fakes are not the real ones
     problems = download_data.fetch(['benchmark', 'div2k-valid-hr', 'div2k-valid-lr'], str(root),
                                    quiet=True)
     assert problems == []
@@ -86,14 +87,40 @@ def test_download_script_unpacks_into_the_config_layout(tmp_path):
                  'benchmark/Set5/HR/a.png', 'benchmark/Urban100/LR_bicubic/X2/ax2.png'):
         assert (root / path).is_file(), path
     assert not [n for n in os.listdir(root / 'div2k') if n.startswith('.unpack')]
-    sums = (root / '_archives' / 'SHA256SUMS').read_text()
-    assert 'benchmark.tar' in sums and 'DIV2K_valid_LR_bicubic_X3.zip' in sums
-    # A re-run is harmless; an archive that changed since it was recorded is refused.
-    assert download_data.fetch(['benchmark'], str(root), quiet=True) == []
-    with open(root / '_archives' / 'benchmark.tar', 'ab') as f:
-        f.write(b'\0' * 1024)
-    with pytest.raises(ValueError, match='does not match the recorded'):
-        download_data.fetch(['benchmark'], str(root), quiet=True)
+    assert download_data.fetch(['benchmark'], str(root), quiet=True) == []  # a re-run: harmless
+
+
+def test_a_damaged_archive_is_refused_and_never_becomes_the_reference(tmp_path, monkeypatch):
+    """Checked against the published size and SHA-256 where there are some, else by its own
+    checksums; the damaged file refused first, the whole one accepted after it."""
+    archives = tmp_path / 'load' / '_archives'
+    make_fake_archives(archives)
+    good = {name: (archives / name).read_bytes() for name in os.listdir(archives)}
+    # published: the fake's own size and hash stand for the source's
+    monkeypatch.setattr(download_data, 'PUBLISHED', {'DIV2K_valid_HR.zip': (
+        len(good['DIV2K_valid_HR.zip']),
+        download_data.sha256_of(str(archives / 'DIV2K_valid_HR.zip')))})
+    damaged = bytearray(good['DIV2K_valid_HR.zip'])
+    damaged[len(damaged) // 2] ^= 0xFF
+    (archives / 'DIV2K_valid_HR.zip').write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match='the published archive has'):
+        download_data.fetch(['div2k-valid-hr'], str(tmp_path / 'load'), quiet=True)
+    # not published: a flipped byte inside a PNG member of the tar, then a cut-short zip
+    tar = bytearray(good['benchmark.tar'])
+    at = tar.index(b'IDAT') + 8
+    tar[at] ^= 0xFF
+    (archives / 'benchmark.tar').write_bytes(bytes(tar))
+    with pytest.raises(ValueError, match='is damaged'):
+        download_data.fetch(['benchmark'], str(tmp_path / 'load'), quiet=True)
+    (archives / 'DIV2K_valid_LR_bicubic_X2.zip').write_bytes(
+        good['DIV2K_valid_LR_bicubic_X2.zip'][:40])
+    with pytest.raises(ValueError, match='is damaged'):
+        download_data.fetch(['div2k-valid-lr'], str(tmp_path / 'load'), quiet=True)
+    assert not (tmp_path / 'load' / 'benchmark').exists()  # nothing unpacked from them
+    for name, data in good.items():
+        (archives / name).write_bytes(data)
+    assert download_data.fetch(['benchmark', 'div2k-valid-hr', 'div2k-valid-lr'],
+                               str(tmp_path / 'load'), quiet=True) == []
 
 
 def test_unreachable_source_is_reported_with_its_url(tmp_path, monkeypatch):

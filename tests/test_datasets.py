@@ -104,6 +104,17 @@ def test_pairing_by_name_survives_sort_order_differences():
         ('30961x2.png', '30961.png'), ('3096x2.png', '3096.png')]
 
 
+def test_names_that_do_not_pair_are_refused_unless_sorted_pairing_is_asked_for():
+    lr, hr = ['ax4.png', 'cx4.png'], ['a.png', 'b.png']
+    with pytest.raises(ValueError, match="'cx4.png' has no partner in folder 2"):
+        pair_names(lr, hr)
+    with pytest.raises(ValueError, match="'b.png' has no partner in folder 1"):
+        pair_names(['ax4.png'], ['a.png', 'b.png'])
+    assert pair_names(lr, hr, 'sorted') == [(0, 0), (1, 1)]  # the official code's pairing
+    with pytest.raises(ValueError, match='differ in size'):
+        pair_names(['ax4.png'], hr, 'sorted')
+
+
 def test_bin_and_in_memory_cache_equal_no_cache(tmp_path):
     src = tmp_path / 'hr'
     src.mkdir()

@@ -160,7 +160,8 @@ def test_output_onto_the_input_needs_overwrite(tmp_path):
     assert Image.open(tmp_path / 'in.png').size == (24, 24)
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+                         ids=['SIGINT', 'SIGTERM', 'SIGHUP'])
 def test_ctrl_c_is_one_line_and_leaves_no_file(tmp_path, sig):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / 'in.png')
     proc = subprocess.Popen(

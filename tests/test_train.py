@@ -260,7 +260,7 @@ def test_official_config_runs_one_training_iteration(tmp_path, fake_load, config
     with open(os.path.join(REPO, config)) as f:
         cfg = yaml.safe_load(f)
     overrides = ['train_dataset.batch_size=1', 'train_dataset.wrapper.args.inp_size=8',
-                 'epoch_max=1', 'val_dataset=null']
+                 'epoch_max=1', 'val_dataset=null', 'epoch_val=null']
     if 'sample_q' in cfg['train_dataset']['wrapper']['args']:
         overrides.append('train_dataset.wrapper.args.sample_q=16')
     if 'repeat' in cfg['train_dataset']['dataset']['args']:
@@ -342,7 +342,7 @@ def test_a_diverging_run_stops_and_keeps_its_last_finite_checkpoint(tmp_path, ti
     assert code == train_liif.DIVERGED_STATUS, err
     line = err.strip().splitlines()[-1]
     assert line.startswith('error: epoch 2: ') and 'training diverged' in line, line
-    assert 'keeps epoch 1, the last finite one' in line and 'Traceback' not in err
+    assert 'keeps epoch 1, the last good one' in line and 'Traceback' not in err
     ckpt = load_checkpoint(str(tmp_path / 'runs/boom/epoch-last.pth'))
     assert ckpt['epoch'] == 1
     assert all(bool(torch.isfinite(v).all()) for v in ckpt['model']['sd'].values())

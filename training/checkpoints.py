@@ -6,6 +6,7 @@ every epoch, checked before they are written (finite weights), and read back by 
 which refuses a config that changes what it cannot honour."""
 import copy
 import glob
+import math
 import os
 import random
 import warnings
@@ -125,27 +126,56 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 def checkpoint(config: Dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer,
-               scheduler, epoch: int, best_psnr: float, rank: int) -> Dict[str, Any]:
-    """The official checkpoint format, plus the scheduler, best PSNR, RNG states and the
-    data_norm the model trains with (for demo.py and the viewer; the official code reads
-    only 'model', so the file still loads there)."""
+               scheduler, epoch: int, best_psnr: float, rank: int,
+               seed: Optional[int] = None) -> Dict[str, Any]:
+    """The official checkpoint format, plus the scheduler, best PSNR, RNG states, the run's
+    seed and the data_norm the model trains with (for demo.py and the viewer; the official
+    code reads only 'model', so the file still loads there)."""
     model_spec = copy.deepcopy(config['model'])
     model_spec['sd'] = model.state_dict()
     optimizer_spec = copy.deepcopy(config['optimizer'])
     optimizer_spec['sd'] = optimizer.state_dict()
     return {'model': model_spec, 'optimizer': optimizer_spec, 'epoch': epoch,
             'lr_scheduler': None if scheduler is None else scheduler.state_dict(),
-            'best_psnr': best_psnr, 'rng': {rank: rng_state()},
+            'best_psnr': best_psnr, 'rng': {rank: rng_state()}, 'seed': seed,
             'schedule': {k: copy.deepcopy(config.get(k)) for k in SCHEDULES},
             'data_norm': config.get('data_norm') or IDENTITY_NORM}
 
 
-def check_finite_weights(model: nn.Module, desc: str) -> None:
-    """Diverged naming the first parameter that is not finite."""
+# A run has diverged when its largest weight grows this many times over the run's start,
+# or an epoch's mean loss this many times over the lowest so far (training moves both by a
+# few times at most; a learning rate of 1e26 moves them by orders of magnitude).
+DIVERGENCE_FACTOR = 1e4
+
+
+def largest_weight(model: nn.Module) -> float:
+    """The largest absolute value of any parameter."""
+    return max((p.detach().abs().max().item() for p in model.parameters() if p.numel()),
+               default=0.0)
+
+
+def check_finite_weights(model: nn.Module, desc: str, start: Optional[float] = None) -> None:
+    """Diverged naming the first parameter that is not finite, or (given the largest weight
+    at the run's start) when the largest weight grew DIVERGENCE_FACTOR times beyond it."""
     for name, p in model.named_parameters():
         if not bool(torch.isfinite(p).all()):
             raise Diverged(f"{desc}: parameter {name} is not finite after the last step: "
                            "training diverged (a learning rate too high?)")
+    largest = largest_weight(model)
+    if start and largest > DIVERGENCE_FACTOR * start:
+        raise Diverged(f"{desc}: the largest weight is {largest:.3g}, {largest / start:.3g} "
+                       f"times the {start:.3g} the run started with: training diverged (a "
+                       "learning rate too high?)")
+
+
+def check_loss(mean_loss: float, lowest: Optional[float], desc: str) -> None:
+    """Diverged when an epoch's mean loss is not finite or DIVERGENCE_FACTOR times the lowest
+    epoch mean so far."""
+    if not math.isfinite(mean_loss) or (lowest and mean_loss > DIVERGENCE_FACTOR * lowest):
+        raise Diverged(f"{desc}: the mean loss is {mean_loss:.3g}"
+                       + (f", {mean_loss / lowest:.3g} times the lowest epoch's ({lowest:.3g})"
+                          if lowest and math.isfinite(mean_loss) else '')
+                       + ": training diverged (a learning rate too high?)")
 
 
 def load_resume_checkpoint(path: str) -> Dict[str, Any]:
@@ -164,15 +194,18 @@ def load_resume_checkpoint(path: str) -> Dict[str, Any]:
 
 def check_resumed_settings(ckpt: Dict[str, Any], config: Dict[str, Any], scheduler,
                            path: str) -> None:
-    """ValueError unless the config's optimizer and learning-rate schedule are the ones the
-    checkpoint trained with (a resumed run continues with its saved optimizer and schedule
-    states, so changed values would be written to config.yaml but never run). epoch_max may
-    change: that is how a run is extended."""
-    changes = []
-    for key in ('name', 'args'):
-        if ckpt['optimizer'].get(key) != config['optimizer'].get(key):
-            changes.append(f"optimizer.{key}: {ckpt['optimizer'].get(key)} -> "
-                           f"{config['optimizer'].get(key)}")
+    """ValueError unless the config's model, data_norm, optimizer and learning-rate schedule
+    are the ones the checkpoint trained with (a resumed run continues with its saved weights,
+    optimizer and schedule states, so changed values would be written to config.yaml but
+    never run, or run on weights trained for something else), naming every difference.
+    epoch_max may change: that is how a run is extended."""
+    model = {k: v for k, v in ckpt['model'].items() if k != 'sd'}
+    changes = differences(model, config['model'], 'model')
+    changes += differences({k: v for k, v in ckpt['optimizer'].items() if k != 'sd'},
+                           config['optimizer'], 'optimizer')
+    if 'data_norm' in ckpt:  # (official checkpoints do not hold it)
+        changes += differences(ckpt['data_norm'], config.get('data_norm') or IDENTITY_NORM,
+                               'data_norm')
     saved = ckpt.get('schedule')
     if saved is not None:
         changes += [f"{k}: {saved.get(k)} -> {config.get(k)}" for k in SCHEDULES
@@ -185,8 +218,16 @@ def check_resumed_settings(ckpt: Dict[str, Any], config: Dict[str, Any], schedul
                     and ckpt['lr_scheduler'][k] != fresh[k]]
     if changes:
         raise ValueError(f"--resume: the config changes what {path} trained with "
-                         f"({'; '.join(changes)}); a resumed run keeps its optimizer and "
-                         "schedule: restore them, or start a new run (--name)")
+                         f"({'; '.join(changes)}); a resumed run keeps its model, data_norm, "
+                         "optimizer and schedule: restore them, or start a new run (--name)")
+
+
+def differences(saved: Any, given: Any, path: str) -> List[str]:
+    """'path.key: saved -> given' for every value that differs between two configs."""
+    if isinstance(saved, dict) and isinstance(given, dict):
+        return [change for key in dict.fromkeys([*saved, *given])
+                for change in differences(saved.get(key), given.get(key), f'{path}.{key}')]
+    return [] if saved == given else [f"{path}: {saved} -> {given}"]
 
 
 def load_pre_train(path: str, model: nn.Module) -> List[str]:
@@ -205,6 +246,25 @@ def load_pre_train(path: str, model: nn.Module) -> List[str]:
     sd.update(shared)
     model.load_state_dict(sd)
     return [k for k in sd if k not in shared]
+
+
+def run_seed(source: Optional[str], given: Optional[int]) -> int:
+    """The run's seed: `given` (default 0) for a new run or one resumed from a checkpoint
+    without random state (an official one); for one resumed from ours, the seed it was
+    trained with (its saved random state continues, so a different `given` would be
+    ignored: ValueError)."""
+    if source is None:
+        return 0 if given is None else given
+    ckpt = load_resume_checkpoint(source)
+    saved = ckpt.get('seed')
+    if not ckpt.get('rng'):  # an official checkpoint: no random state saved, the seed is used
+        return 0 if given is None else given
+    if given is not None and given != saved:
+        raise ValueError(f"--seed {given} with --resume: the run continues the checkpoint's "
+                         "random state (its seed: "
+                         f"{'not recorded' if saved is None else saved}), so a new seed would "
+                         "be ignored; drop --seed, or start a new run (--name)")
+    return saved if saved is not None else given if given is not None else 0
 
 
 def resume(path: str, config: Dict[str, Any], model: nn.Module,

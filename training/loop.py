@@ -23,13 +23,32 @@ from .step import TrainStep
 LOG_EVERY = 50  # steps between reads of the loss for the progress bar
 
 
+def env_int(name: str, default: int, low: int) -> int:
+    """An integer environment variable (torchrun's), or ValueError naming it."""
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low:
+        raise ValueError(f"environment variable {name}={text!r}: expected an integer >= {low} "
+                         "(torchrun sets it; unset it to train in one process)")
+    return value
+
+
 class Distributed:
-    """The process's place in a torchrun launch (world size 1 without torchrun)."""
+    """The process's place in a torchrun launch (world size 1 without torchrun); ValueError
+    for a torchrun variable that is not a number."""
 
     def __init__(self):
-        self.world_size = int(os.environ.get('WORLD_SIZE', 1))
-        self.rank = int(os.environ.get('RANK', 0))
-        self.local_rank = int(os.environ.get('LOCAL_RANK', 0))
+        self.world_size = env_int('WORLD_SIZE', 1, 1)
+        self.rank = env_int('RANK', 0, 0)
+        self.local_rank = env_int('LOCAL_RANK', 0, 0)
+        if self.rank >= self.world_size:
+            raise ValueError(f"environment variable RANK={self.rank} is not below "
+                             f"WORLD_SIZE={self.world_size}")
         self.enabled = self.world_size > 1
         self.is_main = self.rank == 0
 

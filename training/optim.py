@@ -6,6 +6,9 @@ import torch
 from torch import nn
 
 OPTIMIZERS = {'sgd': torch.optim.SGD, 'adam': torch.optim.Adam}
+# The config args each optimizer takes (the schema checks their values).
+OPTIMIZER_ARGS = {'adam': ('lr', 'betas', 'eps', 'weight_decay', 'amsgrad'),
+                  'sgd': ('lr', 'momentum', 'dampening', 'weight_decay', 'nesterov')}
 SCHEDULES = ('multi_step_lr', 'warmup_step_lr')
 
 
@@ -16,10 +19,18 @@ def make_optimizer(params: Iterable[nn.Parameter], spec: Dict[str, Any],
     fused: PyTorch's fused implementation (one kernel for all parameters instead of a few per
     tensor; the same update to float rounding), unless the spec's args say otherwise.
     """
-    if spec.get('name') not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer '{spec.get('name')}'; known: "
-                         f"{', '.join(sorted(OPTIMIZERS))}")
-    args = dict(spec.get('args', {}))
+    name = spec.get('name')
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{name}'; known: {', '.join(sorted(OPTIMIZERS))}")
+    args = dict(spec.get('args') or {})
+    for key in args:
+        if key not in OPTIMIZER_ARGS[name]:
+            raise ValueError(f"optimizer.args.{key}: not an argument of {name}; allowed: "
+                             f"{', '.join(sorted(OPTIMIZER_ARGS[name]))}")
+    betas = args.get('betas')
+    if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                              or not all(0 <= b < 1 for b in betas)):
+        raise ValueError(f"optimizer.args.betas: expected 2 numbers in [0, 1), got {betas}")
     if fused:
         args.setdefault('fused', True)
     return OPTIMIZERS[spec['name']](params, **args)

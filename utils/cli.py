@@ -42,12 +42,12 @@ def _stop(signum, frame):
     raise KeyboardInterrupt
 
 
-def run_main(body: Callable[[], int], interrupted: str = 'interrupted',
+def run_main(body: Callable[[], int], interrupted: Any = 'interrupted',
              statuses: Optional[Dict[Type[BaseException], int]] = None) -> int:
     """Runs a script's body and returns its exit status: a bad input or another expected
     error (OSError, ValueError, KeyError) is one `error: ...` line and ERROR_STATUS, or the
     status `statuses` gives its type; Ctrl-C, SIGTERM and SIGHUP are `error: <interrupted>`
-    and INTERRUPTED_STATUS (the body's `finally` clauses and atomic writes clean up first).
+    (a string, or a function giving it then) and INTERRUPTED_STATUS (the body's `finally` clauses and atomic writes clean up first).
     """
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -67,11 +67,49 @@ def run_main(body: Callable[[], int], interrupted: str = 'interrupted',
             os._exit(status)
         return status
     except KeyboardInterrupt:
-        print(f"error: {interrupted}", file=sys.stderr)
+        print(f"error: {interrupted() if callable(interrupted) else interrupted}",
+              file=sys.stderr)
         return INTERRUPTED_STATUS
     finally:
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are the one `error: ...` line and ERROR_STATUS of run_main
+    (not argparse's usage block), with the scripts' help layout (their docstring as is)."""
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault('formatter_class', argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def error(self, message: str):
+        print(f"error: {one_line(message)} (see --help)", file=sys.stderr)
+        raise SystemExit(ERROR_STATUS)
+
+
+def number(kind: Callable[[str], Any] = float, low: Optional[float] = None,
+           high: Optional[float] = None, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type for a finite number of `kind` (int or float) within [low, high]
+    (low excluded when `above`): `type=number(int, 1)`, `type=number(float, 0, above=True)`.
+    Anything else is an error naming the value and the rule."""
+    rule = 'an integer' if kind is int else 'a finite number'
+    if low is not None:
+        rule += f" {'>' if above else '>='} {low:g}"
+    if high is not None:
+        rule += f"{' and' if low is not None else ''} <= {high:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not math.isfinite(value) or (low is not None and (
+                value < low or (above and value == low))) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got '{text}'")
+        return value
+    parse.__name__ = rule  # argparse names the type in some messages
+    return parse
 
 
 MEMORY_UNITS = {'': 1, 'B': 1, 'K': 2 ** 10, 'KB': 2 ** 10, 'M': 2 ** 20, 'MB': 2 ** 20,
@@ -89,8 +127,8 @@ def memory_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"bad memory size '{text}'; e.g. 512MB or 2GB")
     if not math.isfinite(size):
         raise argparse.ArgumentTypeError(f"memory size must be finite, got '{text}'")
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"memory size must be positive, got '{text}'")
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"memory size must be at least 1 byte, got '{text}'")
     return int(size)
 
 
@@ -104,7 +142,8 @@ DATA_ROOT: Flag = (('--data-root',), dict(
     help='folder that replaces ./load in config paths (default: $LIIF_DATA_ROOT, else ./load '
          'as written)'))
 NUM_WORKERS: Flag = (('--num-workers',), dict(
-    type=int, default=None, help='data loading processes (default: 4 on CUDA, 0 on CPU)'))
+    type=number(int, 0), default=None,
+    help='data loading processes (default: 4 on CUDA, 0 on CPU)'))
 OVERRIDES: Flag = (('--set',), dict(
     dest='overrides', nargs='*', default=[], metavar='KEY=VALUE',
     help='config overrides, parsed as YAML, e.g. eval_bsize=10000 or '

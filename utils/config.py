@@ -93,7 +93,7 @@ ARG_RANGES: Dict[str, Field] = {
     'scale_min': Num(1), 'scale_max': Num(1, nullable=True),
     'size_min': Int(1), 'size_max': Int(1, nullable=True),
     'cache': Str(['none', 'bin', 'in_memory']), 'too_small': Str(['error', 'skip']),
-    'resize': Str(['pil', 'matlab']),
+    'resize': Str(['pil', 'matlab']), 'pairing': Str(['name', 'sorted']),
     'n_resblocks': Int(0), 'n_feats': Int(1), 'hidden_dim': Int(1), 'width': Int(1),
 }
 OPTIMIZER_ARGS = Section({'lr': Num(0, above=True), 'weight_decay': Num(0), 'eps': Num(0),

@@ -1,4 +1,5 @@
 """Coordinate grids: pixel centres of an image in the continuous domain [-1, 1]^2."""
+import numbers
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -18,6 +19,8 @@ def make_coord(shape: Sequence[int], ranges: Optional[Sequence[Tuple[float, floa
         (H, W, 2) or (H*W, 2) tensor, last dim (row, col), each in (v0, v1):
         centre i of n cells is v0 + (2i + 1) * (v1 - v0) / (2n).
     """
+    if not all(isinstance(n, numbers.Integral) and n >= 1 for n in shape):
+        raise ValueError(f"make_coord: the grid size must be integers >= 1, got {tuple(shape)}")
     seqs = []
     for i, n in enumerate(shape):
         v0, v1 = (-1, 1) if ranges is None else ranges[i]

@@ -103,3 +103,16 @@ def return_freed_memory() -> None:
         ctypes.CDLL('libc.so.6').mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     except (OSError, AttributeError):
         pass
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory the system has available (/proc/meminfo's MemAvailable), or None where
+    it cannot be read."""
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

@@ -21,6 +21,7 @@ import os
 import queue
 import secrets
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,10 @@ LISTEN_BACKLOG = 512     # connections the kernel holds before accept
 CONNECTION_TIMEOUT = 30  # seconds a connection may sit idle
 MIN_REGION = 1e-3        # input pixels: a region side below this is no view
 TOKEN_HEADER = 'X-Viewer-Token'
+REQUEST_DEADLINE = 10    # seconds for a request's line, headers and body to arrive, in all
+SAVES_PER_PAGE = 20      # saves one page load (one /api/info token) may make
+PAGES_KEPT = 64          # the newest page tokens kept; an older page must reload to save
+MAX_SAVES = 200          # files one viewer run writes at most
 
 
 class BadRequest(Exception):
@@ -64,7 +69,8 @@ class Viewer:
         self.hr = hr
         self.save_dir = save_dir
         self.cache = TileCache(cache_bytes)
-        self.token = secrets.token_hex(16)
+        self.saves_left: Dict[str, int] = {}  # per page token, the newest PAGES_KEPT
+        self.saved = 0
         self.generations: Dict[str, int] = {}  # per page session: the newest view
         self.lock = threading.Lock()
         self.jobs: 'queue.PriorityQueue' = queue.PriorityQueue()  # newest view first
@@ -74,10 +80,31 @@ class Viewer:
         threading.Thread(target=self._work, daemon=True).start()
 
     def info(self) -> dict:
+        """The page's setup, with a new save token (SAVES_PER_PAGE saves) for this page."""
         h, w = self.panes[0].size
+        token = secrets.token_hex(16)
+        with self.lock:
+            self.saves_left[token] = SAVES_PER_PAGE
+            while len(self.saves_left) > PAGES_KEPT:
+                del self.saves_left[next(iter(self.saves_left))]
         return {'width': w, 'height': h, 'tile': TILE, 'max_scale': MAX_SCALE,
                 'panes': [p.name for p in self.panes], 'hr': self.hr is not None,
-                'token': self.token}
+                'token': token}
+
+    def spend_save(self, token: str, files: int) -> None:
+        """Takes one save of `files` files from the page's budget and the run's, or
+        BadRequest (403 for a token no page holds, 429 when a budget is spent)."""
+        with self.lock:
+            left = self.saves_left.get(token)
+            if left is None:
+                raise BadRequest(f'forbidden: a save needs the page\'s {TOKEN_HEADER} (reload '
+                                 'the page if it is old)', HTTPStatus.FORBIDDEN)
+            if left < 1 or self.saved + files > MAX_SAVES:
+                raise BadRequest(f'save limit reached: {SAVES_PER_PAGE} saves a page, '
+                                 f'{MAX_SAVES} files a viewer run',
+                                 HTTPStatus.TOO_MANY_REQUESTS)
+            self.saves_left[token] = left - 1
+            self.saved += files
 
     def newest(self, session: Optional[str]) -> int:
         """The newest generation `session` has sent (0 for a request of no session)."""
@@ -164,6 +191,32 @@ def host_allowed(header: Optional[str], names: Optional[set], port: int) -> bool
         return name in {'localhost', socket.gethostname().lower(), socket.getfqdn().lower()}
 
 
+class DeadlineReader:
+    """A request's input stream whose reads all end by one deadline (socket.timeout after)."""
+
+    def __init__(self, raw, connection: socket.socket, seconds: float):
+        self.raw, self.connection = raw, connection
+        self.deadline = time.monotonic() + seconds
+
+    def _left(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout('request too slow')
+        self.connection.settimeout(left)
+        return left
+
+    def readline(self, *args):
+        self._left()
+        return self.raw.readline(*args)
+
+    def read(self, *args):
+        self._left()
+        return self.raw.read(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 class Handler(BaseHTTPRequestHandler):
     """The viewer's requests; `make_handler` gives it the viewer it serves, the names its Host
     header may give (None: any, see allowed_host_names) and its port."""
@@ -185,7 +238,18 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def send_json(self, status: int, value) -> None:
-        self.send(status, json.dumps(value).encode(), 'application/json')
+        """Strict JSON (no NaN or Infinity, which a browser's JSON.parse rejects)."""
+        self.send(status, json.dumps(value, allow_nan=False).encode(), 'application/json')
+
+    def handle_one_request(self):
+        """One request, whose line, headers and body must all arrive within REQUEST_DEADLINE
+        (a client sending a header line every few seconds is cut off, not waited for)."""
+        self.rfile = DeadlineReader(self.rfile, self.connection, REQUEST_DEADLINE)
+        try:
+            super().handle_one_request()
+        finally:
+            self.rfile = self.rfile.raw
+            self.connection.settimeout(self.timeout)
 
     def do_GET(self):
         self.respond(self.route_get)
@@ -210,8 +274,7 @@ class Handler(BaseHTTPRequestHandler):
             if origin is None and not referer.startswith(own + '/'):
                 raise BadRequest('forbidden: a save must come from the viewer page',
                                  HTTPStatus.FORBIDDEN)
-            if not secrets.compare_digest(self.headers.get(TOKEN_HEADER, ''),
-                                          self.viewer.token):
+            if self.headers.get(TOKEN_HEADER, '') not in self.viewer.saves_left:
                 raise BadRequest(f'forbidden: a save needs the page\'s {TOKEN_HEADER}',
                                  HTTPStatus.FORBIDDEN)
 
@@ -306,8 +369,11 @@ class Handler(BaseHTTPRequestHandler):
                              HTTPStatus.NOT_FOUND)
         pane, box = self.pane(params), self.box(params)
         session, generation = self.view(params)
-        value = self.viewer.submit(session, generation, lambda: region_psnr(pane, self.viewer.hr, box))
-        self.send_json(HTTPStatus.OK, {'pane': pane.name, 'psnr': value})
+        value = self.viewer.submit(session, generation,
+                                   lambda: region_psnr(pane, self.viewer.hr, box))
+        # An identical region has an infinite PSNR, which JSON cannot hold: null and a flag.
+        self.send_json(HTTPStatus.OK, {'pane': pane.name, 'identical': not math.isfinite(value),
+                                       'psnr': value if math.isfinite(value) else None})
 
     def save(self, params) -> None:
         x0, y0, x1, y1 = self.box(params)
@@ -316,6 +382,7 @@ class Handler(BaseHTTPRequestHandler):
         if height > MAX_SAVE_SIDE or width * height > MAX_REGION_PIXELS:
             raise BadRequest(f'a {width}x{height} view is over the limit of '
                              f'{MAX_SAVE_SIDE} per side and {MAX_REGION_PIXELS} pixels')
+        self.viewer.spend_save(self.headers.get(TOKEN_HEADER, ''), len(self.viewer.panes))
         os.makedirs(self.viewer.save_dir, exist_ok=True)
         files = []
         for i, pane in enumerate(self.viewer.panes):
@@ -359,6 +426,12 @@ class PooledHTTPServer(ThreadingHTTPServer):
     def process_request(self, request, client_address):
         self.pool.submit(self.process_request_thread, request, client_address)
 
+    def handle_error(self, request, client_address):
+        """Quiet for a client that went away (a dropped tile, a slow client cut off)."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError,
+                                             TimeoutError)):
+            super().handle_error(request, client_address)
+
     def server_close(self):
         super().server_close()
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -370,9 +443,19 @@ def check_port(port: int) -> None:
         raise ValueError(f"--port must be 0 (any free port) to 65535, got {port}")
 
 
+def check_host(host: str) -> None:
+    """ValueError unless `host` is a name or address this machine can bind to."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as e:
+        raise ValueError(f"--host '{host}' is not an address or name this machine can bind "
+                         f"to ({e}); e.g. 127.0.0.1 (this machine only) or 0.0.0.0") from None
+
+
 def serve(viewer: Viewer, host: str, port: int) -> ThreadingHTTPServer:
     """A server bound to host:port (port 0: any free port), not yet serving."""
     check_port(port)
+    check_host(host)
     server = PooledHTTPServer((host, port), None)
     server.RequestHandlerClass = make_handler(viewer, allowed_host_names(host),
                                               server.server_address[1])

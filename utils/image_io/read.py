@@ -1,6 +1,7 @@
 """Reading images as every viewer shows them: EXIF orientation applied; 8-bit, 16-bit and
 float samples scaled to [0, 1]; grayscale or colour, with or without alpha."""
 import io
+import logging
 import os
 from contextlib import contextmanager
 from typing import Iterator, NamedTuple, Optional, Tuple
@@ -10,6 +11,7 @@ import png  # pypng: 16-bit colour PNG, which Pillow reads at 8 bits only
 import tifffile  # 16-bit and float TIFF, which Pillow reads partly or not at all
 from PIL import Image, UnidentifiedImageError
 
+from ..devices import available_memory
 from ..units import format_bytes
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -85,11 +87,18 @@ def _png_bit_depth(path: str) -> Optional[int]:
 PLANAR_SEPARATE = 2
 
 
-def _read_tiff(path: str) -> ImageData:
-    """TIFF of uint8, uint16 or float samples (floats taken as [0, 1]), 1-4 planes."""
-    with tifffile.TiffFile(path) as tif:
+def _read_tiff(path: str) -> Optional[ImageData]:
+    """TIFF of uint8, uint16 or float samples (floats taken as [0, 1]), 1-4 planes; None for
+    a compression tifffile cannot decode without imagecodecs (LZW, JPEG: Pillow reads
+    those). ValueError for float samples holding NaN."""
+    with _tifffile_quiet(), tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        arr = page.asarray()
+        try:
+            arr = page.asarray()
+        except (ValueError, NotImplementedError) as e:
+            if 'imagecodecs' in str(e) or 'compression' in str(e).lower():
+                return None
+            raise
         if int(page.planarconfig) == PLANAR_SEPARATE and page.samplesperpixel > 1:
             arr = np.moveaxis(arr, 0, -1)  # stored plane by plane: (samples, h, w)
         tag = page.tags.get('Orientation')
@@ -105,12 +114,28 @@ def _read_tiff(path: str) -> ImageData:
         bits, scale = 16, 65535
     elif arr.dtype.kind == 'f':
         bits, scale = 16, 1
-        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+        if np.isnan(arr).any():
+            raise ValueError(f"it holds NaN samples ({int(np.isnan(arr).sum())} of them): no "
+                             "output can be computed from them")
+        arr = np.nan_to_num(arr, posinf=1.0, neginf=0.0)
     else:
         raise ValueError(f"TIFF samples of type {arr.dtype} (expected uint8, uint16 or float)")
     planes = arr.shape[2]
     return _split(arr, planes <= 2, planes in (2, 4), bits, scale, orientation,
                   icc.value if icc is not None else None)
+
+
+@contextmanager
+def _tifffile_quiet() -> Iterator[None]:
+    """tifffile's logged warnings about a malformed file held back while we read (the file is
+    then reported once, as an error naming it)."""
+    log = logging.getLogger('tifffile')
+    saved = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(saved)
 
 
 @contextmanager
@@ -127,11 +152,18 @@ def _pixel_limit(limit: Optional[int]) -> Iterator[None]:
 def image_size(path: str) -> Tuple[int, int]:
     """(h, w) of an image file as stored, read from its header only."""
     if path.lower().endswith(TIFF_EXTENSIONS):
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_quiet(), tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             return page.imagelength, page.imagewidth  # whatever the planar configuration
     with _pixel_limit(None), Image.open(path) as img:
         return img.height, img.width
+
+
+def decoding_limit() -> Optional[int]:
+    """The bytes an image's decoded copies may take when the caller sets no limit: half the
+    memory available (None where that is unknown)."""
+    available = available_memory()
+    return None if available is None else available // 2
 
 
 def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
@@ -140,8 +172,9 @@ def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
 
     Args:
         max_bytes: refuse an image whose decoded copies (BYTES_PER_INPUT_PIXEL per pixel)
-            would take more memory than this; checked from the header, before decoding.
-            None: no limit of ours (Pillow's decompression-bomb check is then replaced too).
+            would take more memory than this (--max-memory); checked from the header, before
+            decoding (Pillow's decompression-bomb check is replaced by it). None: half the
+            memory available (decoding_limit).
 
     Raises:
         FileNotFoundError: no such file.
@@ -151,16 +184,20 @@ def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
         raise FileNotFoundError(f"input not found: {path}")
     try:
         h, w = image_size(path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, IndexError,
             tifffile.TiffFileError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
-    if max_bytes is not None and h * w * BYTES_PER_INPUT_PIXEL > max_bytes:
+    limit, which = (max_bytes, '--max-memory') if max_bytes is not None else \
+        (decoding_limit(), 'half the memory available')
+    if limit is not None and h * w * BYTES_PER_INPUT_PIXEL > limit:
         raise ValueError(f"input {path} is {w}x{h}: decoding it needs "
                          f"{format_bytes(h * w * BYTES_PER_INPUT_PIXEL)}, above the "
-                         f"{format_bytes(max_bytes)} memory limit (--max-memory)")
+                         f"{format_bytes(limit)} memory limit ({which})")
     try:
         if path.lower().endswith(TIFF_EXTENSIONS):
-            return _read_tiff(path)
+            image = _read_tiff(path)
+            if image is not None:
+                return image
         with _pixel_limit(None), Image.open(path) as img:
             orientation = img.getexif().get(EXIF_ORIENTATION, 1)
             icc = img.info.get('icc_profile')
@@ -182,7 +219,7 @@ def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
             if arr.ndim == 2:
                 arr = arr[..., None]
         return _split(arr, gray, has_alpha, 8, 255, orientation, icc)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, png.Error,
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, IndexError, png.Error,
             tifffile.TiffFileError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
 

@@ -232,8 +232,9 @@ function updatePsnr() {
           `&gen=${gen}&session=${session}`)
       .then((res) => res.json()).then((v) => {
         if (gen !== generation || v.psnr === undefined) return;
-        pane.psnr = { value: v.psnr, region: r };
-        span.textContent = `PSNR ${v.psnr.toFixed(4)} dB`;
+        const value = v.identical ? Infinity : v.psnr;  // JSON has no Infinity: a flag
+        pane.psnr = { value, region: r };
+        span.textContent = v.identical ? 'PSNR ∞ (identical)' : `PSNR ${value.toFixed(4)} dB`;
       }).catch(() => {});
   }
 }
