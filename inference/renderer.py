@@ -107,13 +107,14 @@ class Scene:
         return to_image(pred, self.gt_norm, clamp)
 
 
-# An image in [0, 1] may overshoot a little (a bicubic resize); beyond these it is not one.
-IMAGE_RANGE = (-0.5, 1.5)
+# An image in [0, 1] (or [-1, 1] for a model of identity data_norm) may overshoot a little
+# (a bicubic resize); beyond these it is not one.
+IMAGE_RANGE = (-2.0, 2.0)
 
 
 def check_image(image: torch.Tensor) -> None:
-    """ValueError unless `image` is a (B, 3, h, w) floating tensor of finite values in [0, 1]
-    (within IMAGE_RANGE): an 8-bit image in 0..255 would render saturated without a word."""
+    """ValueError unless `image` is a (B, 3, h, w) floating tensor of finite values within
+    IMAGE_RANGE: an 8-bit image in 0..255 would render saturated without a word."""
     if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
         raise ValueError(f"image: expected a (B, 3, h, w) float tensor, got {image.dtype} of "
                          f"shape {tuple(image.shape)}")

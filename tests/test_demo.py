@@ -260,7 +260,8 @@ def test_a_memory_budget_gives_the_unbudgeted_output(capsys, tmp_path, checkpoin
     ('400KB', 'error: a memory budget of 400.0 KB is too small for this model on a 80x96 '
               'input: it needs at least '),
     ('inf', "error: argument --max-memory: memory size must be finite, got 'inf'"),
-    ('0', "error: argument --max-memory: memory size must be positive, got '0'"),
+    ('0', "error: argument --max-memory: memory size must be at least 1 byte, got '0'"),
+    ('0.5', "error: argument --max-memory: memory size must be at least 1 byte, got '0.5'"),
     ('lots', "error: argument --max-memory: bad memory size 'lots'; e.g. 512MB or 2GB")])
 def test_bad_memory_budgets_are_one_line(capsys, tmp_path, budget, message):
     write_rgb(tmp_path / 'in.png', 96, 80)
@@ -268,7 +269,7 @@ def test_bad_memory_budgets_are_one_line(capsys, tmp_path, budget, message):
     try:
         code, _, err = run_demo(capsys, '--input', str(tmp_path / 'in.png'), '--output',
                                 str(out), '--model', tiny_checkpoint(), '--max-memory', budget)
-    except SystemExit as e:  # argparse's own errors
-        code, err = e.code, capsys.readouterr().err.splitlines()[-1] + '\n'
+    except SystemExit as e:  # argparse's errors: one line too (utils.cli.ArgumentParser)
+        code, err = e.code, capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert message in err and err.count('\n') == 1

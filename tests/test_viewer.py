@@ -141,9 +141,12 @@ def test_other_sites_are_refused(tiny_server, headers, message):
 
 
 def test_port_out_of_range_is_one_error_line(capsys):
-    assert viewer_script.main(['--port', '99999']) == 2
+    with pytest.raises(SystemExit) as stop:  # argparse's check (utils.cli.number)
+        viewer_script.main(['--port', '99999'])
+    assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert err == 'error: --port must be 0 (any free port) to 65535, got 99999\n'
+    assert err == ("error: argument --port: must be an integer >= 0 and <= 65535, got '99999' "
+                   "(see --help)\n")
 
 
 def test_stale_generations_are_dropped_not_rendered(tiny_server):
