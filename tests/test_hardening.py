@@ -184,21 +184,16 @@ def test_bench_inference_prints_no_profiler_noise():
 # --- the viewer --------------------------------------------------------------------------------
 
 def start_viewer(tmp_path, *extra):
-    import viewer as viewer_script
-    args = viewer_script.parse_args(['--input', os.path.join(REPO, 'assets', 'astronaut-128.png'),
-                                     '--model', tiny(), '--precision', 'fp32', '--port', '0',
-                                     '--save-dir', str(tmp_path / 'saved'), *extra])
-    server = viewer_script.serve(viewer_script.build(args), args.host, 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, '%s:%d' % server.server_address[:2]
+    """(server, 'host:port') of a tiny-model viewer (test_viewer's `start`)."""
+    from test_viewer import start
+    return start(['--input', os.path.join(REPO, 'assets', 'astronaut-128.png'), '--model',
+                  tiny(), '--precision', 'fp32', '--save-dir', str(tmp_path / 'saved'), *extra])
 
 
 def request(address, path, method='GET', body=None, headers=None):
-    import http.client
-    conn = http.client.HTTPConnection(address, timeout=60)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    return response.status, response.read()
+    """(status, body) of one request (test_viewer's `get`)."""
+    from test_viewer import get
+    return get(address, path, method, body, headers)[:2]
 
 
 def strict_json(data: bytes):
