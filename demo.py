@@ -44,7 +44,7 @@ from inference.cmsr import tables_for
 from inference.options import CHUNK_SIZE, RENDER_FLAGS, render_options
 from utils import resolve_device
 from utils.cli import DEVICE, ArgumentParser, run_main
-from utils.devices import precision_note, return_freed_memory
+from utils.devices import print_precision_note, return_freed_memory
 from utils.image_io import ImageData, check_output, is_srgb, read_image, resize_alpha
 from utils.image_io.write import (NO_SIDE_LIMIT, memory_needed, output_bits, output_format,
                                    write_bands)
@@ -197,9 +197,7 @@ def samples(renderer: Renderer, image: ImageData, size: Tuple[int, int], plan: P
 def upscale(args: argparse.Namespace) -> int:
     """load -> plan -> render -> write, then one line saying what was written."""
     device = resolve_device(args.device)
-    note = precision_note(device, args.precision)
-    if note and not args.quiet:
-        print(note, file=sys.stderr)
+    print_precision_note(device, args.precision, not args.quiet)
     return_freed_memory()
     budget = args.max_memory or default_budget(torch.device('cpu'))
     image = read_image(args.input, max_bytes=budget)

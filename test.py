@@ -53,7 +53,7 @@ from inference.tiled_test import parse_tiles
 from utils import resolve_device
 from utils.cli import (DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, ArgumentParser, num_workers,
                        number, run_main)
-from utils.devices import precision_note, return_freed_memory
+from utils.devices import print_precision_note, return_freed_memory
 from utils.files import atomic_path
 from utils.metrics import PROTOCOLS, eval_scale, make_protocol, parse_metrics
 
@@ -116,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluates, prints the means (`result: NN.NNNN` last, as the official test.py) and
     writes --results."""
     device = resolve_device(args.device)
-    note = precision_note(device, args.precision)
-    if note and not args.quiet:
-        print(note, file=sys.stderr)
+    print_precision_note(device, args.precision, not args.quiet)
     return_freed_memory()  # --max-memory: freed tensors go back to the system
     config, loader = test_loader(args.config, args.data_root, args.overrides, args.lr,
                                  num_workers(args, device.type), device)

@@ -58,12 +58,13 @@ from training import (OPTIMIZERS, Diverged, Distributed, EpochStats, TrainStep,
                       unwrap)
 from training.checkpoints import (LAST, append_losses_csv, check_finite_weights, check_loss,
                                   check_run_dir, checkpoint, largest_weight, load_pre_train,
-                                  lock_run_folder, resume, run_seed, start_losses_csv)
+                                  load_resume_checkpoint, lock_run_folder, resume, run_seed,
+                                  start_losses_csv)
 from training.official import official_trainer
 from utils import resolve_device, save_atomic
 from utils.cli import DATA_ROOT, DEVICE, NUM_WORKERS, OVERRIDES, ArgumentParser, number, run_main
 from utils.config import read_config, train_schema
-from utils.devices import available_memory, precision_note
+from utils.devices import available_memory, print_precision_note
 from utils.normalization import normalisers
 
 logger = logging.getLogger('train')
@@ -126,14 +127,13 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
         device = torch.device('cuda', distributed.local_rank)
         torch.cuda.set_device(device)
     options, fused = step_options_from_args(args, device, distributed.enabled)
-    note = precision_note(device, options.precision)
-    if note and distributed.is_main:
-        print(note, file=sys.stderr)
+    print_precision_note(device, options.precision, distributed.is_main)
     run_dir = run_folder(args)
     check_run_dir(args.save_dir, run_dir, args.resume)
     distributed.init(device)
     source, why = resume_source(args.resume, config.get('resume'), run_dir)
-    base_seed = run_seed(source, args.seed)
+    resumed = load_resume_checkpoint(source) if source else None  # read once, used twice
+    base_seed = run_seed(resumed, args.seed)
     seed = base_seed + distributed.rank  # seeded once, here
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
@@ -156,7 +156,7 @@ def prepare_run(args: argparse.Namespace, distributed: Distributed) -> Run:
                         ).to(device)
     optimizer = make_optimizer(model.parameters(), config['optimizer'], fused=fused)
     scheduler = make_scheduler(config, optimizer)
-    epoch_start, best_psnr = resume(source, config, model, optimizer, scheduler,
+    epoch_start, best_psnr = resume(resumed, source, config, model, optimizer, scheduler,
                                     distributed.rank) if source else (1, -1e18)
     if config.get('pre_train') and not source:  # a resumed run holds its pre_train already
         fresh = load_pre_train(config['pre_train'], model)

@@ -23,9 +23,9 @@ import torch
 
 from utils import resolve_device
 from utils.cli import DEVICE, ArgumentParser, number, run_main
-from utils.devices import NATIVE_CPU_FLAGS, PRECISIONS, cpu_flags, precision_note
+from utils.devices import NATIVE_CPU_FLAGS, PRECISIONS, cpu_flags, print_precision_note
 from utils.image_io.read import read_image
-from webviewer.server import Viewer, check_host, check_port, serve
+from webviewer.server import Viewer, serve
 from webviewer.tiles import load_panes, png_bytes
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -71,9 +71,7 @@ def auto_precision(device: torch.device) -> str:
 def build(args: argparse.Namespace) -> Viewer:
     device = resolve_device(args.device)
     precision = auto_precision(device) if args.precision == 'auto' else args.precision
-    note = precision_note(device, precision)
-    if note:
-        print(note, file=sys.stderr)
+    print_precision_note(device, precision)
     image = read_image(args.input)
     rgb = torch.from_numpy(image.rgb).permute(2, 0, 1).unsqueeze(0).to(device)
     models = args.model or [DEFAULT_MODEL]
@@ -88,8 +86,6 @@ def build(args: argparse.Namespace) -> Viewer:
         if hr.shape[0] % h or hr.shape[1] % w or hr.shape[0] // h != hr.shape[1] // w:
             raise ValueError(f"--hr is {hr.shape[1]}x{hr.shape[0]}, not the same integer "
                              f"multiple of the {w}x{h} input on both axes")
-    if args.cache < 1:
-        raise ValueError(f"--cache must be >= 1 MB, got {args.cache}")
     input_png = png_bytes((image.rgb * 255).round().astype(np.uint8))
     return Viewer(panes, input_png, hr, args.save_dir, args.cache << 20)
 
@@ -98,12 +94,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
 
     def body() -> int:
-        check_port(args.port)
-        check_host(args.host)
         viewer = build(args)
         server = serve(viewer, args.host, args.port)
         host, port = server.server_address[:2]
-        print(f"viewer at http://{host}:{port}/  ({', '.join(viewer.info()['panes'])}; "
+        print(f"viewer at http://{host}:{port}/  ({', '.join(p.name for p in viewer.panes)}; "
               "Ctrl-C stops it)", flush=True)
         try:
             server.serve_forever()

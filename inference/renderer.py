@@ -118,7 +118,7 @@ def check_image(image: torch.Tensor) -> None:
     if image.dim() != 4 or image.shape[1] != 3 or not image.is_floating_point():
         raise ValueError(f"image: expected a (B, 3, h, w) float tensor, got {image.dtype} of "
                          f"shape {tuple(image.shape)}")
-    lo, hi = image.min().item(), image.max().item()
+    lo, hi = (v.item() for v in torch.aminmax(image))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError("image: holds NaN or infinite values")
     if lo < IMAGE_RANGE[0] or hi > IMAGE_RANGE[1]:

@@ -34,7 +34,7 @@ from inference.loading import load_decoder_or_spec  # noqa: E402
 from utils import PRECISIONS, make_coord, resolve_device  # noqa: E402
 from utils.cli import DEVICE, ArgumentParser, number, run_main  # noqa: E402
 from utils.coords import make_cell  # noqa: E402
-from utils.devices import precision_note  # noqa: E402
+from utils.devices import print_precision_note  # noqa: E402
 from utils.normalization import OFFICIAL_NORM  # noqa: E402
 
 
@@ -97,9 +97,8 @@ def bench(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    for note in dict.fromkeys(precision_note(device, p) for p in args.precision):
-        if note:
-            print(note, file=sys.stderr)
+    for precision in dict.fromkeys(args.precision):
+        print_precision_note(device, precision)
     loaded = [(source, load_decoder_or_spec(source, device)[0]) for source in args.model]
     torch.manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size, device=device)

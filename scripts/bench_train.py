@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import datasets  # noqa: E402
 import models  # noqa: E402
-from utils.devices import precision_note  # noqa: E402
+from utils.devices import print_precision_note  # noqa: E402
 from utils.normalization import normalisers  # noqa: E402
 from training import (TrainStep, add_step_arguments, make_loader,  # noqa: E402
                       step_options_from_args)
@@ -115,9 +115,7 @@ def bench(args: argparse.Namespace) -> int:
     config = apply_overrides(load_config(args.config), args.overrides)
     device = resolve_device(args.device)
     options, fused = step_options_from_args(args, device)
-    note = precision_note(device, options.precision)
-    if note:
-        print(note, file=sys.stderr)
+    print_precision_note(device, options.precision)
     spec = require(config, 'train_dataset', args.config)
     batch = random_batch(spec, device)
     torch.manual_seed(0)

@@ -56,9 +56,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def make(args: argparse.Namespace) -> Tuple[int, dict]:
     """Updates and writes the table file; returns the target scale and its table."""
-    if not (args.mse_threshold > 0 and args.trained_scale > 0):
-        raise ValueError(f"--mse-threshold and --trained-scale must be positive, got "
-                         f"{args.mse_threshold} and {args.trained_scale}")
     device = resolve_device(args.device)
     config = read_config(args.config, args.overrides, test_schema(datasets.DATASETS),
                          args.data_root)

@@ -58,8 +58,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        if any(s < 2 for s in args.scales):
-            raise ValueError(f"scales must be integers >= 2, got {args.scales}")
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file, not a folder")
         n = make_lr(args.hr, args.out, args.scales, args.overwrite, args.quiet)

@@ -21,8 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets.image_folder import check_unique_stems, list_images  # noqa: E402
 from utils.cli import ArgumentParser, number, run_main  # noqa: E402
 from utils.files import atomic_path  # noqa: E402
-from utils.image_io.read import decoding_limit, image_size  # noqa: E402
-from utils.units import format_bytes  # noqa: E402
+from utils.image_io.read import check_memory, image_size  # noqa: E402
 
 
 def save_png_atomic(img: Image.Image, path: str) -> None:
@@ -33,7 +32,6 @@ def save_png_atomic(img: Image.Image, path: str) -> None:
 def check_sizes(src: str, names: List[str], sizes: List[int]) -> None:
     """ValueError, before anything is written, for an input or a size that cannot be held in
     memory (decoded from the headers, against utils.image_io's decoding limit)."""
-    limit = decoding_limit()
     for name in names:
         path = os.path.join(src, name)
         try:
@@ -41,12 +39,9 @@ def check_sizes(src: str, names: List[str], sizes: List[int]) -> None:
         except (OSError, ValueError, SyntaxError) as e:
             raise ValueError(f"cannot read image {path}: {e}") from None
         # RGB at 8 bits, and PIL's float working copy of a resize.
-        need = max(h * w, max(sizes) ** 2) * (3 + 3 * 4)
-        if limit is not None and need > limit:
-            what = f"{w}x{h}: decoding it" if h * w >= max(sizes) ** 2 else \
-                f"resized to {max(sizes)}x{max(sizes)}: that size"
-            raise ValueError(f"input {path} is {what} needs {format_bytes(need)}, above the "
-                             f"{format_bytes(limit)} memory limit (half the memory available)")
+        what = f"{w}x{h}: decoding it" if h * w >= max(sizes) ** 2 else \
+            f"resized to {max(sizes)}x{max(sizes)}: that size"
+        check_memory(path, what, max(h * w, max(sizes) ** 2) * (3 + 3 * 4))
 
 
 def resize_folder(src: str, out: str, sizes: List[int], quiet: bool = False) -> List[str]:

@@ -524,20 +524,16 @@ CASES = [
     Case('scripts/resize.py', '--train-count -5',
          lambda w: ['--src', w.folder_with_image('src'), '--out', w.path('out'),
                     '--train-count', '-5'], "argument --train-count: must be an integer >= 0"),
-    Case('scripts/bench_inference.py', '--size 0', lambda w: ['--size', '0'],
-         "argument --size: must be an integer >= 1, got '0'"),
-    Case('scripts/bench_inference.py', '--size -4', lambda w: ['--size', '-4'],
-         "argument --size: must be an integer >= 1, got '-4'"),
-    Case('scripts/bench_inference.py', '--scales 0', lambda w: ['--scales', '0'],
-         "argument --scales: must be a finite number > 0, got '0'"),
-    Case('scripts/bench_inference.py', '--scales nan', lambda w: ['--scales', 'nan'],
-         "argument --scales: must be a finite number > 0, got 'nan'"),
-    Case('scripts/bench_inference.py', '--repeats 0', lambda w: ['--repeats', '0'],
-         "argument --repeats: must be an integer >= 1, got '0'"),
-    Case('scripts/bench_inference.py', '--chunk-size 0', lambda w: ['--chunk-size', '0'],
-         "argument --chunk-size/--chunk: must be an integer >= 1, got '0'"),
-    Case('scripts/bench_inference.py', '--threads -1', lambda w: ['--threads', '-1'],
-         "argument --threads: must be an integer >= 1, got '-1'"),
+    *[Case('scripts/bench_inference.py', f'{flag} {value}', lambda w, a=(flag, value): list(a),
+           f"argument {shown}: must be {rule}, got '{value}'")
+      for flag, shown, value, rule in [
+          ('--size', '--size', '0', 'an integer >= 1'),
+          ('--size', '--size', '-4', 'an integer >= 1'),
+          ('--scales', '--scales', '0', 'a finite number > 0'),
+          ('--scales', '--scales', 'nan', 'a finite number > 0'),
+          ('--repeats', '--repeats', '0', 'an integer >= 1'),
+          ('--chunk-size', '--chunk-size/--chunk', '0', 'an integer >= 1'),
+          ('--threads', '--threads', '-1', 'an integer >= 1')]],
 ]
 
 

@@ -248,17 +248,14 @@ def load_pre_train(path: str, model: nn.Module) -> List[str]:
     return [k for k in sd if k not in shared]
 
 
-def run_seed(source: Optional[str], given: Optional[int]) -> int:
-    """The run's seed: `given` (default 0) for a new run or one resumed from a checkpoint
-    without random state (an official one); for one resumed from ours, the seed it was
-    trained with (its saved random state continues, so a different `given` would be
+def run_seed(ckpt: Optional[Dict[str, Any]], given: Optional[int]) -> int:
+    """The run's seed: `given` (default 0) for a new run (ckpt None) or one resumed from a
+    checkpoint without random state (an official one); for one resumed from ours, the seed
+    it was trained with (its saved random state continues, so a different `given` would be
     ignored: ValueError)."""
-    if source is None:
+    if ckpt is None or not ckpt.get('rng'):  # no saved random state: the seed is used
         return 0 if given is None else given
-    ckpt = load_resume_checkpoint(source)
     saved = ckpt.get('seed')
-    if not ckpt.get('rng'):  # an official checkpoint: no random state saved, the seed is used
-        return 0 if given is None else given
     if given is not None and given != saved:
         raise ValueError(f"--seed {given} with --resume: the run continues the checkpoint's "
                          "random state (its seed: "
@@ -267,12 +264,11 @@ def run_seed(source: Optional[str], given: Optional[int]) -> int:
     return saved if saved is not None else given if given is not None else 0
 
 
-def resume(path: str, config: Dict[str, Any], model: nn.Module,
+def resume(ckpt: Dict[str, Any], path: str, config: Dict[str, Any], model: nn.Module,
            optimizer: torch.optim.Optimizer, scheduler, rank: int) -> Tuple[int, float]:
-    """Loads epoch-last.pth into the model, optimizer, scheduler and this rank's RNGs, after
-    checking that the config still describes its run. Returns (the epoch to start at, the
-    best validation PSNR so far)."""
-    ckpt = load_resume_checkpoint(path)
+    """Loads `ckpt` (load_resume_checkpoint of `path`) into the model, optimizer, scheduler
+    and this rank's RNGs, after checking that the config still describes its run. Returns
+    (the epoch to start at, the best validation PSNR so far)."""
     check_resumed_settings(ckpt, config, scheduler, path)
     load_state_dict_strict(model, ckpt['model']['sd'], f"config's model ({path})")
     try:

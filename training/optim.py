@@ -5,10 +5,9 @@ from typing import Any, Dict, Iterable
 import torch
 from torch import nn
 
+from utils.config import OPTIMIZER_ARG_NAMES
+
 OPTIMIZERS = {'sgd': torch.optim.SGD, 'adam': torch.optim.Adam}
-# The config args each optimizer takes (the schema checks their values).
-OPTIMIZER_ARGS = {'adam': ('lr', 'betas', 'eps', 'weight_decay', 'amsgrad'),
-                  'sgd': ('lr', 'momentum', 'dampening', 'weight_decay', 'nesterov')}
 SCHEDULES = ('multi_step_lr', 'warmup_step_lr')
 
 
@@ -24,9 +23,9 @@ def make_optimizer(params: Iterable[nn.Parameter], spec: Dict[str, Any],
         raise ValueError(f"unknown optimizer '{name}'; known: {', '.join(sorted(OPTIMIZERS))}")
     args = dict(spec.get('args') or {})
     for key in args:
-        if key not in OPTIMIZER_ARGS[name]:
+        if key not in OPTIMIZER_ARG_NAMES[name]:
             raise ValueError(f"optimizer.args.{key}: not an argument of {name}; allowed: "
-                             f"{', '.join(sorted(OPTIMIZER_ARGS[name]))}")
+                             f"{', '.join(sorted(OPTIMIZER_ARG_NAMES[name]))}")
     betas = args.get('betas')
     if betas is not None and (not isinstance(betas, (list, tuple)) or len(betas) != 2
                               or not all(0 <= b < 1 for b in betas)):

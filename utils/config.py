@@ -99,6 +99,9 @@ ARG_RANGES: Dict[str, Field] = {
 OPTIMIZER_ARGS = Section({'lr': Num(0, above=True), 'weight_decay': Num(0), 'eps': Num(0),
                           'betas': ListOf(Num(0, 1)), 'momentum': Num(0), 'dampening': Num(0),
                           'amsgrad': Bool(), 'nesterov': Bool()})
+# Which of those each optimizer takes (training.optim refuses the others).
+OPTIMIZER_ARG_NAMES = {'adam': ('lr', 'betas', 'eps', 'weight_decay', 'amsgrad'),
+                       'sgd': ('lr', 'momentum', 'dampening', 'weight_decay', 'nesterov')}
 
 
 class StateDict(Field):

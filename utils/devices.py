@@ -1,6 +1,7 @@
 """Device selection: chosen once in a script, then passed down explicitly; precisions; and the
 host's memory allocator."""
 import ctypes
+import sys
 from typing import Optional
 
 import torch
@@ -86,6 +87,13 @@ def precision_note(device: torch.device, precision: str) -> Optional[str]:
     return (f"note: this CPU has no {precision} units ({' or '.join(NATIVE_CPU_FLAGS[precision])}"
             f"): {precision} is emulated and runs several times slower than fp32 here; "
             "--precision fp32 is faster")
+
+
+def print_precision_note(device: torch.device, precision: str, show: bool = True) -> None:
+    """precision_note on stderr, if there is one and `show` (a script's --quiet, a worker)."""
+    note = precision_note(device, precision)
+    if note and show:
+        print(note, file=sys.stderr)
 
 
 M_MMAP_THRESHOLD = -3       # glibc's mallopt parameter

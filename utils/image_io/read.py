@@ -166,6 +166,16 @@ def decoding_limit() -> Optional[int]:
     return None if available is None else available // 2
 
 
+def check_memory(path: str, what: str, need: float, max_bytes: Optional[float] = None) -> None:
+    """ValueError when `need` bytes for the image at `path` (`what` it is, e.g. '640x480:
+    decoding it') exceed max_bytes (--max-memory), or when none is given, decoding_limit()."""
+    limit, which = (max_bytes, '--max-memory') if max_bytes is not None else \
+        (decoding_limit(), 'half the memory available')
+    if limit is not None and need > limit:
+        raise ValueError(f"input {path} is {what} needs {format_bytes(need)}, above the "
+                         f"{format_bytes(limit)} memory limit ({which})")
+
+
 def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
     """Reads PNG, JPEG, BMP, TIFF or WebP as a viewer shows it (EXIF orientation applied).
     16-bit PNG and TIFF keep 16 bits; float TIFF samples are taken as [0, 1].
@@ -187,12 +197,7 @@ def read_image(path: str, max_bytes: Optional[float] = None) -> ImageData:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, IndexError,
             tifffile.TiffFileError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
-    limit, which = (max_bytes, '--max-memory') if max_bytes is not None else \
-        (decoding_limit(), 'half the memory available')
-    if limit is not None and h * w * BYTES_PER_INPUT_PIXEL > limit:
-        raise ValueError(f"input {path} is {w}x{h}: decoding it needs "
-                         f"{format_bytes(h * w * BYTES_PER_INPUT_PIXEL)}, above the "
-                         f"{format_bytes(limit)} memory limit ({which})")
+    check_memory(path, f"{w}x{h}: decoding it", h * w * BYTES_PER_INPUT_PIXEL, max_bytes)
     try:
         if path.lower().endswith(TIFF_EXTENSIONS):
             image = _read_tiff(path)
