@@ -45,6 +45,10 @@ BAND_PIXELS = 65536
 # Bytes per output pixel of a band in flight: the decoder's float RGB, its de-normalised copy
 # and the caller's float copy (3 x 12), and the 8-bit or 16-bit samples written (up to 8).
 BAND_BYTES_PER_PIXEL = 3 * 12 + 8
+# Bytes per output pixel CMSR adds to a band in flight (models.cmsr.cmsr_bands): the last
+# level's coordinates, its sampled pixels and their copy, the selection, the picked pixels'
+# indices and coordinates.
+CMSR_BAND_BYTES_PER_PIXEL = 8 + 2 * 12 + 5 + 16
 # Bytes per output pixel of a band in the writer's queue: its samples and their compressed
 # form (at most about the same size).
 QUEUED_BYTES_PER_PIXEL = 2 * 8
@@ -110,14 +114,15 @@ def band_output_rows(options: RenderOptions, chunk: Optional[int], width: int,
     pixels = options.chunk_size or max(chunk or 0, BAND_PIXELS)
     rows = max(1, pixels // width)
     if room is not None:
-        rows = max(1, min(rows, int(room // band_bytes(1, width))))
+        rows = max(1, min(rows, int(room // band_bytes(1, width, options))))
     return rows
 
 
-def band_bytes(rows: int, width: int) -> int:
+def band_bytes(rows: int, width: int, options: RenderOptions) -> int:
     """Bytes of the output bands in flight: one being made, those the writer queues."""
     queued = QUEUED_PER_THREAD * PNG_THREADS
-    return rows * width * (BAND_BYTES_PER_PIXEL + queued * QUEUED_BYTES_PER_PIXEL)
+    made = BAND_BYTES_PER_PIXEL + (CMSR_BAND_BYTES_PER_PIXEL if options.cmsr else 0)
+    return rows * width * (made + queued * QUEUED_BYTES_PER_PIXEL)
 
 
 def make_plan(model: ImplicitDecoder, size: Tuple[int, int], device: torch.device,
@@ -167,7 +172,7 @@ def fit(model: ImplicitDecoder, size: Tuple[int, int], output: Optional[Tuple[in
     rows = 0
     if output is not None:
         rows = band_output_rows(options, chunk, output[1], (budget - fixed) / 8)
-        fixed += band_bytes(rows, output[1])
+        fixed += band_bytes(rows, output[1], options)
     grid = (costs.code + costs.feature_per_code) * h * w
     whole = fixed + costs.encoder_per_pixel * h * w + grid
     if whole <= budget:

@@ -276,15 +276,10 @@ class Renderer:
 
     def _cmsr_bands(self, feat, inp: torch.Tensor, size: Tuple[int, int], plan: Plan
                     ) -> Iterator[torch.Tensor]:
-        """The whole (1, H*W, 3) output with CMSR, then its bands of the plan's rows."""
-        H, W = size
-        coord = make_coord((H, W), device=inp.device).unsqueeze(0)
-        cell = torch.tensor([2 / H, 2 / W], device=inp.device).expand_as(coord)
-        with autocast(inp.device, self.options.precision):
-            pred = self.model.cmsr_decoder(feat, self.options.cmsr, self.options.impl,
-                                           plan.chunk_size)(coord, cell)
-        for row0 in range(0, H, plan.output_rows):
-            yield pred[:, row0 * W:min(H, row0 + plan.output_rows) * W]
+        """The (1, rows * W, 3) bands of the plan's rows with CMSR, each level's rows made as
+        the bands need them."""
+        return self.model.cmsr_bands(feat, self.options.cmsr, size, plan.output_rows,
+                                     self.options.impl, plan.chunk_size)
 
 
 def render_bands(model: ImplicitDecoder, image: torch.Tensor, size: Tuple[int, int],

@@ -7,6 +7,7 @@ Our API works on flat queries for every model:
   decoder(feat, impl) -> a function (coord, cell) -> (B, Q, 3)         reference or fast path
   query_stream(feat, chunks, impl)  the chunks of one set of queries, one at a time (SRNO)
   cmsr_decoder(feat, tables, impl)  LMF's multi-scale rendering (LM-LIIF, LM-LTE only)
+  cmsr_bands(feat, tables, size, rows, impl)  the same, of a whole output grid in bands
 
 The official call signatures are kept beside it (`forward`, `gen_feat`/`query_rgb`): flat
 (B, Q, 2) queries with (B, Q, 2) cells for liif, lte, metasr; the (B, H, W, 2) grid with a (B, 2)
@@ -66,6 +67,12 @@ def feature_batch(feat) -> Optional[int]:
     """The batch size of a model's features (a tensor or a tuple of tensors), if any."""
     first = feat[0] if isinstance(feat, tuple) and feat else feat
     return first.shape[0] if torch.is_tensor(first) and first.dim() > 0 else None
+
+
+def feature_device(feat) -> torch.device:
+    """The device of a model's features (a tensor or a tuple of tensors)."""
+    first = feat[0] if isinstance(feat, tuple) and feat else feat
+    return first.device
 
 
 def check_impl(impl: str) -> None:
@@ -177,6 +184,11 @@ class ImplicitDecoder(nn.Module):
         """(coord, cell) -> (B, Q, 3) with CMSR; only LMF models have it."""
         raise ValueError(f"CMSR needs an LMF model (lmliif, lmlte); {type(self).__name__} has "
                          "no modulations to choose decoding scales from")
+
+    def cmsr_bands(self, feat, tables, size: Tuple[int, int], rows: int, impl: str = 'fast',
+                   chunk_size: Optional[int] = None) -> Iterator[torch.Tensor]:
+        """The whole (H, W) output grid with CMSR in bands of `rows` rows; LMF models only."""
+        return self.cmsr_decoder(feat, tables, impl, chunk_size)
 
     def query_stream(self, feat, chunks: Callable[[], Iterable[Tuple[torch.Tensor, Optional[
             torch.Tensor]]]], impl: str = 'reference', chunk_size: Optional[int] = None

@@ -18,14 +18,15 @@ each layer's bias and modulations per code, scale' = 1 + s and shift' = b (1 + s
 hidden layer is one product and one fused multiply-add per query; each layer's folded scale
 and shift of a query's code are gathered as one row.
 """
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_decode
+from utils.coords import make_coord
+from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_bands, cmsr_decode, grid_of
 from .decoder import (Decoder, ImplicitDecoder, check_queries, decode_in_chunks,
-                      feature_batch)
+                      feature_batch, feature_device)
 from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_codes, relative_cell,
                        sample_bilinear)
 from .models import make
@@ -285,14 +286,42 @@ class LatentModulated(ImplicitDecoder):
 
         def decode(coord: torch.Tensor, cell: Optional[torch.Tensor]) -> torch.Tensor:
             check_queries(coord, cell, batch)
-            m = self.modulate(feat, self.modulation_cell(cell))
-            run = self.modulated_decoder(m, impl)
+            m, run = self.cmsr_run(feat, cell, impl, chunk_size)
             h, w = m.mod.shape[-2:]
             if coord.shape[1] <= CMSR_MAX_SCALE ** 2 * h * w:
-                return decode_in_chunks(run, coord, cell, chunk_size)
-            return cmsr_decode(lambda c, s: decode_in_chunks(run, c, s, chunk_size),
-                               self.mod_mean(m), m.inp, coord, tables)
+                return run(coord, cell)
+            return cmsr_decode(run, self.mod_mean(m), m.inp, coord, tables)
         return decode
+
+    def cmsr_bands(self, feat, tables: Dict, size: Tuple[int, int], rows: int,
+                   impl: str = 'fast', chunk_size: Optional[int] = None
+                   ) -> Iterator[torch.Tensor]:
+        """`cmsr_decoder` of one image's whole (H, W) output grid `size`, in bands of `rows`
+        rows made one at a time (models.cmsr.cmsr_bands: no level exists whole). Yields
+        (1, rows * W, 3) per band."""
+        check_tables(tables, 'CMSR tables')
+        if feature_batch(feat) != 1:
+            raise ValueError(f"cmsr_bands renders one image, got a batch of "
+                             f"{feature_batch(feat)}")
+        H, W = size
+        cell = torch.tensor([[[2 / H, 2 / W]]], device=feature_device(feat))
+        m, run = self.cmsr_run(feat, cell, impl, chunk_size)
+        h, w = m.mod.shape[-2:]
+        if H * W > CMSR_MAX_SCALE ** 2 * h * w:
+            yield from cmsr_bands(run, self.mod_mean(m), m.inp, size, rows, tables)
+            return
+        ys, xs = (make_coord((n,), device=cell.device)[:, 0] for n in (H, W))
+        for r0 in range(0, H, rows):
+            coord = grid_of(ys[r0:r0 + rows], xs)
+            yield run(coord, cell.expand_as(coord))
+
+    def cmsr_run(self, feat, cell: Optional[torch.Tensor], impl: str,
+                 chunk_size: Optional[int]) -> Tuple[Modulated, Decoder]:
+        """The modulations of `feat` for the image cell of `cell`, and the decoding with them
+        fixed, in calls of chunk_size queries."""
+        m = self.modulate(feat, self.modulation_cell(cell))
+        run = self.modulated_decoder(m, impl)
+        return m, lambda coord, cell_: decode_in_chunks(run, coord, cell_, chunk_size)
 
     def modulated_decoder(self, m: Modulated, impl: str = 'fast') -> Decoder:
         """(coord, cell) -> (B, Q, 3) with the modulations of `m` fixed, whatever the queries'

@@ -57,6 +57,30 @@ def test_renderer_refuses_an_image_in_0_255_and_empty_band_sizes():
     assert renderer.scene(image) is not None  # [0, 1] renders
 
 
+def test_cmsr_at_x200_stays_in_its_memory_plan(tmp_path, monkeypatch):
+    """LMF's CMSR at x200 renders in bands (round 3: it made the whole output grid and died
+    in grid_sample): 8x8 -> 1600x1600 with --max-memory 100MB builds no coordinate grid (a
+    meshgrid or an interpolated level grid) of more than an eighth of the output."""
+    import demo
+    Image.open(os.path.join(REPO, 'assets', 'astronaut-128.png')).crop(
+        (56, 40, 64, 48)).save(tmp_path / 'in.png')
+    grids = []
+    meshgrid, interpolate = torch.meshgrid, torch.nn.functional.interpolate
+
+    def recorded(made):
+        grids.append(made[0].numel() if isinstance(made, (tuple, list)) else made[0, 0].numel())
+        return made
+    monkeypatch.setattr(torch, 'meshgrid', lambda *a, **k: recorded(meshgrid(*a, **k)))
+    monkeypatch.setattr(torch.nn.functional, 'interpolate',
+                        lambda *a, **k: recorded(interpolate(*a, **k)))
+    code = demo.main(['--input', str(tmp_path / 'in.png'), '--scale', '200', '--quiet',
+                      '--model', shared_path('reference', 'lmf', 'tiny_lmliif.pth'),
+                      '--cmsr', shared_path('reference', 'lmf', 's2m-tiny_lmliif.yaml'),
+                      '--max-memory', '100MB', '--output', str(tmp_path / 'x200.png')])
+    assert code == 0 and Image.open(tmp_path / 'x200.png').size == (1600, 1600)
+    assert grids and max(grids) <= 1600 * 1600 // 8, max(grids)
+
+
 # --- images ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('compression', ['tiff_lzw', 'tiff_deflate', 'jpeg'])

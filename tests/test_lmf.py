@@ -235,12 +235,46 @@ def test_renderer_with_cmsr_gives_the_official_cmsr_output(model_name):
     table = table_of(f'tiny_{model_name}.pth')
     expected = (d['pred'][0] * 0.5 + 0.5).clamp(0, 1)
     for impl in ('fast', 'reference'):
-        out = normalised_render(model, d, (96, 96), cmsr=table, impl=impl).view(-1, 3)
-        assert (out - expected).abs().max().item() < VECTOR_TOLERANCE, impl
+        for options in ({}, {'chunk_size': 500}):  # bands of 96 rows, of 5
+            out = normalised_render(model, d, (96, 96), cmsr=table, impl=impl,
+                                    **options).view(-1, 3)
+            assert (out - expected).abs().max().item() < VECTOR_TOLERANCE, (impl, options)
         scene = Renderer(model, OFFICIAL_NORM, RenderOptions(cmsr=table, impl=impl)).scene(
             d['inp'] * 0.5 + 0.5)
         flat = scene.decode(d['coord'], d['cell'])[0]
         assert (flat - expected).abs().max().item() < VECTOR_TOLERANCE, impl
+
+
+@pytest.mark.parametrize('model_name', ['lmliif', 'lmlte'])
+def test_cmsr_in_bands_equals_the_whole_grid_and_never_holds_a_level_whole(model_name,
+                                                                           monkeypatch):
+    """demo.py's CMSR (models.cmsr.cmsr_bands) against the whole-grid CMSR of test.py (the
+    official's, above): an output on the last level's grid, one a little off it (per-axis
+    scales: the last level's rows made as the bands' resampling needs them), a table whose
+    last level decodes nothing; no coordinate grid beyond a band or the table's scales."""
+    from models import cmsr
+    model = models.make(load_checkpoint(lmf(f'tiny_{model_name}.pth'))['model'],
+                        load_sd=True).eval()
+    inp = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    grids = []
+    for name in ('level_grid', 'grid_of'):
+        made = getattr(cmsr, name)
+        monkeypatch.setattr(cmsr, name, lambda *a, made=made: grids.append(made(*a)) or
+                            grids[-1])
+    cases = [((240, 288), table_of(f'tiny_{model_name}.pth')),
+             ((150, 310), table_of(f'tiny_{model_name}.pth')),
+             ((240, 288), {12: {1: 0.1, 2: 0.9}})]
+    with torch.no_grad():
+        feat = model.encode(inp)
+        for (H, W), tables in cases:
+            coord = make_coord((H, W)).unsqueeze(0)
+            cell = torch.tensor([2 / H, 2 / W]).expand_as(coord)
+            whole = model.cmsr_decoder(feat, tables, 'fast', 4096)(coord, cell)
+            grids.clear()
+            bands = torch.cat(list(model.cmsr_bands(feat, tables, (H, W), 37, 'fast', 4096)), 1)
+            assert (bands - whole).abs().max().item() < 1e-5, (H, W)
+            largest = max(g.shape[1] for g in grids)
+            assert largest <= max(37 * W, 20 * 24 * 8 ** 2), (H, W, largest)
 
 
 def test_cmsr_refuses_compile_and_window():
