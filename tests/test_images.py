@@ -166,8 +166,10 @@ def test_ctrl_c_is_one_line_and_leaves_no_file(tmp_path, sig):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / 'in.png')
     proc = subprocess.Popen(
         [sys.executable, os.path.join(REPO, 'demo.py'), '--input', str(tmp_path / 'in.png'),
-         '--output', str(tmp_path / 'out.png'), '--model', tiny(), '--resolution', '3000,3000',
+         '--output', str(tmp_path / 'out.png'), '--model', tiny(), '--resolution', '8000,8000',
          '--device', 'cpu'], stderr=subprocess.PIPE, text=True, cwd=str(tmp_path))
+    # (an output large enough to be still in writing when the signal comes: at 3000x3000 an
+    # idle machine could finish between two looks for the temporary file)
     deadline = time.time() + 60
     while time.time() < deadline and not any(n.startswith('.tmp-') for n in os.listdir(tmp_path)):
         time.sleep(0.2)  # wait until the render has started writing
