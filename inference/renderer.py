@@ -20,7 +20,7 @@ import torch
 
 from models import ImplicitDecoder
 from models.decoder import Decoder, decode_in_chunks
-from utils.coords import make_coord
+from utils.coords import band_coords
 from utils.devices import autocast
 from utils.normalization import OFFICIAL_NORM, normalisers
 from .bands import decode_bands
@@ -34,16 +34,6 @@ from .window import pad_to_window, padded_size, to_padded_domain
 
 logger = logging.getLogger(__name__)
 Norm = Tuple[torch.Tensor, torch.Tensor]
-
-
-def band_coords(H: int, W: int, row0: int, row1: int, device: torch.device) -> torch.Tensor:
-    """Coordinates of output rows [row0, row1) of an H x W grid, (1, (row1 - row0) * W, 2).
-
-    Equal to make_coord((H, W))[row0 * W:row1 * W] without building the whole grid.
-    """
-    rows = make_coord((H,), device=device)[row0:row1, 0]
-    cols = make_coord((W,), device=device)[:, 0]
-    return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
 
 
 def encode(model: ImplicitDecoder, inp: torch.Tensor, tile: Optional[Tuple[int, int]] = None):

@@ -26,7 +26,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Tuple
 import torch
 import torch.nn.functional as F
 
-from utils.coords import make_coord
+from utils.coords import band_coords, grid_of, make_coord
 from .ensemble import code_coords, sample_bilinear, sample_nearest
 
 CMSR_MAX_SCALE = 4   # the training scales end here: CMSR only beyond (as the official code)
@@ -98,11 +98,6 @@ def level_axes(h: int, w: int, qh: int, qw: int, device: torch.device
         centres = make_coord((n,), device=device).view(1, 1, n)
         return F.interpolate(centres, size=q, mode='linear', align_corners=False).view(q)
     return axis(h, qh), axis(w, qw)
-
-
-def grid_of(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """(1, len(rows) * len(cols), 2) coordinates of the grid rows x cols, row-major."""
-    return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
 
 
 def level_mask(mod_mean: torch.Tensor, q_coord: torch.Tensor, i: int, first: int,
@@ -271,11 +266,10 @@ def sampled_bands(source, size: Tuple[int, int], rows: int) -> Iterator[torch.Te
     reads are asked for. Yields (1, rows * W, C)."""
     H, W = size
     n = source.n
-    ys, xs = (make_coord((m,), device=source.image.device)[:, 0] for m in (H, W))
     for r0 in range(0, H, rows):
-        y = ys[r0:r0 + rows]
-        coord = grid_of(y, xs)
-        lo, hi = ((float(y[0]) + 1) * n - 1) / 2, ((float(y[-1]) + 1) * n - 1) / 2
+        coord = band_coords(H, W, r0, min(H, r0 + rows), source.image.device)
+        y0, y1 = float(coord[0, 0, 0]), float(coord[0, -1, 0])
+        lo, hi = ((y0 + 1) * n - 1) / 2, ((y1 + 1) * n - 1) / 2
         a = min(max(0, math.floor(lo) - 1), n - 1)   # a row of margin for float32 rounding
         b = max(min(n, math.floor(hi) + 3), a + 1)
         if (a, b) != (0, n):  # the rows [a, b) as an image of their own: move the coordinates

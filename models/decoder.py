@@ -63,16 +63,15 @@ def check_queries(coord, cell, batch: Optional[int] = None) -> None:
                          f"are of {batch}: coord must be (B, Q, 2) with B = {batch}")
 
 
+def first_feature(feat):
+    """The first tensor of a model's features (a tensor or a tuple of tensors)."""
+    return feat[0] if isinstance(feat, tuple) and feat else feat
+
+
 def feature_batch(feat) -> Optional[int]:
-    """The batch size of a model's features (a tensor or a tuple of tensors), if any."""
-    first = feat[0] if isinstance(feat, tuple) and feat else feat
+    """The batch size of a model's features, if any."""
+    first = first_feature(feat)
     return first.shape[0] if torch.is_tensor(first) and first.dim() > 0 else None
-
-
-def feature_device(feat) -> torch.device:
-    """The device of a model's features (a tensor or a tuple of tensors)."""
-    first = feat[0] if isinstance(feat, tuple) and feat else feat
-    return first.device
 
 
 def check_impl(impl: str) -> None:

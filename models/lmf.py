@@ -23,10 +23,10 @@ from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from utils.coords import make_coord
-from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_bands, cmsr_decode, grid_of
+from utils.coords import band_coords
+from .cmsr import CMSR_MAX_SCALE, check_tables, cmsr_bands, cmsr_decode
 from .decoder import (Decoder, ImplicitDecoder, check_queries, decode_in_chunks,
-                      feature_batch, feature_device)
+                      feature_batch, first_feature)
 from .ensemble import (Lookup, area, blend, make_lookup, members, nearest_codes, relative_cell,
                        sample_bilinear)
 from .models import make
@@ -304,15 +304,14 @@ class LatentModulated(ImplicitDecoder):
             raise ValueError(f"cmsr_bands renders one image, got a batch of "
                              f"{feature_batch(feat)}")
         H, W = size
-        cell = torch.tensor([[[2 / H, 2 / W]]], device=feature_device(feat))
+        cell = torch.tensor([[[2 / H, 2 / W]]], device=first_feature(feat).device)
         m, run = self.cmsr_run(feat, cell, impl, chunk_size)
         h, w = m.mod.shape[-2:]
         if H * W > CMSR_MAX_SCALE ** 2 * h * w:
             yield from cmsr_bands(run, self.mod_mean(m), m.inp, size, rows, tables)
             return
-        ys, xs = (make_coord((n,), device=cell.device)[:, 0] for n in (H, W))
         for r0 in range(0, H, rows):
-            coord = grid_of(ys[r0:r0 + rows], xs)
+            coord = band_coords(H, W, r0, min(H, r0 + rows), cell.device)
             yield run(coord, cell.expand_as(coord))
 
     def cmsr_run(self, feat, cell: Optional[torch.Tensor], impl: str,

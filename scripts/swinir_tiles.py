@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402
 from inference import load_decoder, render_bands  # noqa: E402
-from inference.renderer import band_coords  # noqa: E402
+from utils.coords import band_coords  # noqa: E402
 from inference.tiling import encode_tiled  # noqa: E402
 from utils.cli import ArgumentParser, number  # noqa: E402
 from utils.config import load_config  # noqa: E402

@@ -33,6 +33,21 @@ def make_coord(shape: Sequence[int], ranges: Optional[Sequence[Tuple[float, floa
     return ret
 
 
+
+def grid_of(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(1, len(rows) * len(cols), 2) coordinates of the grid rows x cols, row-major."""
+    return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
+
+
+def band_coords(H: int, W: int, row0: int, row1: int,
+                device: Optional[torch.device] = None) -> torch.Tensor:
+    """Coordinates of output rows [row0, row1) of an H x W grid, (1, (row1 - row0) * W, 2).
+
+    Equal to make_coord((H, W))[row0 * W:row1 * W] without building the whole grid.
+    """
+    rows = make_coord((H,), device=device)[row0:row1, 0]
+    return grid_of(rows, make_coord((W,), device=device)[:, 0])
+
 def to_pixel_samples(img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Splits an image into coordinates and values.
 
