@@ -33,7 +33,6 @@ def make_coord(shape: Sequence[int], ranges: Optional[Sequence[Tuple[float, floa
     return ret
 
 
-
 def grid_of(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """(1, len(rows) * len(cols), 2) coordinates of the grid rows x cols, row-major."""
     return torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1).view(1, -1, 2)
@@ -47,6 +46,7 @@ def band_coords(H: int, W: int, row0: int, row1: int,
     """
     rows = make_coord((H,), device=device)[row0:row1, 0]
     return grid_of(rows, make_coord((W,), device=device)[:, 0])
+
 
 def to_pixel_samples(img: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Splits an image into coordinates and values.
